@@ -1,0 +1,21 @@
+"""tutorial_lib: the reference implementations of the conditional-diffusion course.
+
+Every notebook in ``notebooks/`` imports from here; nothing is redefined there.
+One module per idea (see the README's chapter map):
+
+- ``utils``         seeding and device selection (notebook 00)
+- ``schedule``      noise schedules, ``add_noise``, timestep spacings
+- ``conditioning``  time embeddings, concatenation, adaptive GroupNorm (01)
+- ``text``          the CLIP tokenizer and text encoders (02)
+- ``attention``     cross-attention with attention-map capture (03)
+- ``blocks``/``unet``  the conditioned ResBlock and the conditional U-Net (04)
+- ``guidance``      classifier guidance, CFG, weighted prompts, rescale, thresholding (05-07)
+- ``sampler``       the conditional DDIM sampler (08)
+- ``mixture``       analytic Gaussian mixtures with exact scores (05-06)
+"""
+
+from .utils import get_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["get_device", "seed_everything", "__version__"]

@@ -1,0 +1,63 @@
+"""Small helpers every notebook uses: reproducible seeding and device choice.
+
+Introduced in notebook 00.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and return a ``torch.Generator`` seeded the same.
+
+    Global seeding makes incidental randomness (weight initialisation, dropout)
+    reproducible; the returned generator is what the course passes explicitly
+    to samplers and noise draws, so results do not depend on call order.
+
+    Args:
+        seed: a non-negative integer.
+
+    Returns:
+        A CPU ``torch.Generator`` seeded with ``seed``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick the best available device: CUDA, then Apple's MPS, then the CPU.
+
+    Args:
+        prefer: optional explicit choice ("cpu", "cuda", "mps"); it is checked
+            for availability and an unavailable choice raises ``ValueError``.
+
+    Returns:
+        A ``torch.device``. The course runs entirely on the CPU; a GPU only
+        makes it faster.
+    """
+    available = {"cpu": True, "cuda": torch.cuda.is_available()}
+    mps = getattr(torch.backends, "mps", None)
+    available["mps"] = bool(mps is not None and mps.is_available())
+    if prefer is not None:
+        if prefer not in available:
+            raise ValueError(f"prefer must be one of {sorted(available)} or None, got {prefer!r}")
+        if not available[prefer]:
+            raise ValueError(f"prefer={prefer!r} is not available on this machine")
+        return torch.device(prefer)
+    for name in ("cuda", "mps"):
+        if available[name]:
+            return torch.device(name)
+    return torch.device("cpu")
