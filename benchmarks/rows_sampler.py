@@ -1,0 +1,155 @@
+"""Benchmark rows for the conditional DDIM sampler (notebook 08).
+
+``rows()`` returns dicts with keys ``name``, ``value``, ``unit``, ``note``:
+
+- the sampler's own overhead: (time of a full sample − the denoiser's forward
+  time) / sample time, in percent (budget: < 5 %);
+- one doubled batch vs two passes for classifier-free guidance at batch sizes
+  1, 8 and 64: speedup = two-pass time / batched time (> 1: batching is faster).
+
+The model is ``ConditionalUNet(UNetConfig())`` (the course's U-Net, 32×32) when
+``tutorial_lib.unet`` is present, else a ~1.2M-parameter conv net. The text
+embeddings are random tensors of the encoder's output shape (B, 77, D): only
+their shape matters for timing. Run: ``python benchmarks/rows_sampler.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from tutorial_lib.sampler import ConditionalDDIMSampler
+from tutorial_lib.schedule import NoiseSchedule
+
+TOKENS = 77
+
+
+def _model() -> tuple[torch.nn.Module, str, int]:
+    try:
+        from tutorial_lib.unet import ConditionalUNet, UNetConfig
+
+        model = ConditionalUNet(UNetConfig()).eval()
+        name = "ConditionalUNet(UNetConfig())"
+    except ImportError:  # the U-Net module is not there yet
+        model = _FallbackConvNet().eval()
+        name = "fallback conv net"
+    return model, name, sum(p.numel() for p in model.parameters())
+
+
+class _FallbackConvNet(torch.nn.Module):
+    """~1.2M parameters at 32×32, the denoiser protocol, a pooled-context bias."""
+
+    context_dim = 128
+
+    def __init__(self, ch: int = 160):
+        super().__init__()
+        self.inp = torch.nn.Conv2d(3, ch, 3, padding=1)
+        self.body = torch.nn.Sequential(*[torch.nn.Conv2d(ch, ch, 3, padding=1) for _ in range(5)])
+        self.ctx = torch.nn.Linear(self.context_dim, ch)
+        self.out = torch.nn.Conv2d(ch, 3, 3, padding=1)
+
+    def forward(self, x, t, context):
+        h = self.inp(x) + self.ctx(context.mean(1))[:, :, None, None]
+        for conv in self.body:
+            h = torch.nn.functional.silu(conv(h)) + h
+        return self.out(h)
+
+
+class _TimedDenoiser:
+    """Wraps a denoiser and accumulates the wall time spent inside its forward calls."""
+
+    def __init__(self, model):
+        self.model = model
+        self.context_dim = getattr(model, "context_dim", None)
+        self.prediction_type = getattr(model, "prediction_type", "epsilon")
+        self.seconds = 0.0
+
+    def __call__(self, x, t, context):
+        start = time.perf_counter()
+        out = self.model(x, t, context)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def _inputs(model, batch: int, size: int = 32):
+    g = torch.Generator().manual_seed(0)
+    d = model.context_dim
+    cond = torch.randn(batch, TOKENS, d, generator=g)
+    neg = torch.randn(batch, TOKENS, d, generator=g)
+    return (batch, 3, size, size), cond, neg
+
+
+def _sample_seconds(sampler, shape, cond, neg, steps: int, cfg_mode: str) -> float:
+    start = time.perf_counter()
+    sampler.sample(
+        shape,
+        cond,
+        neg,
+        guidance_scale=7.5,
+        num_inference_steps=steps,
+        cfg_mode=cfg_mode,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    return time.perf_counter() - start
+
+
+def overhead_row(model, model_name: str, batch: int = 2, steps: int = 5, repeats: int = 3) -> dict:
+    timed = _TimedDenoiser(model)
+    sampler = ConditionalDDIMSampler(timed, NoiseSchedule())
+    shape, cond, neg = _inputs(model, batch)
+    _sample_seconds(sampler, shape, cond, neg, 1, "batched")  # warm-up
+    fractions = []
+    for _ in range(repeats):
+        timed.seconds = 0.0
+        total = _sample_seconds(sampler, shape, cond, neg, steps, "batched")
+        fractions.append(100.0 * (total - timed.seconds) / total)
+    return {
+        "name": "sampler overhead",
+        "value": round(statistics.median(fractions), 2),
+        "unit": "% of sample time",
+        "note": f"{model_name}, batch {batch}, {steps} DDIM steps, batched CFG γ=7.5, median of {repeats}; "
+        f"(sample − denoiser forward) / sample; budget < 5%",
+    }
+
+
+def cfg_rows(model, model_name: str, batches=(1, 8, 64), repeats: int = 3) -> list[dict]:
+    sampler = ConditionalDDIMSampler(model, NoiseSchedule())
+    rows = []
+    for batch in batches:
+        shape, cond, neg = _inputs(model, batch)
+        steps = 2 if batch < 64 else 1
+        _sample_seconds(sampler, shape, cond, neg, 1, "batched")  # warm-up
+        times = {"batched": [], "two_pass": []}
+        for _ in range(repeats):  # interleaved, so a load spike hits both modes
+            for mode in times:
+                times[mode].append(_sample_seconds(sampler, shape, cond, neg, steps, mode) / steps)
+        best = {mode: min(ts) for mode, ts in times.items()}
+        rows.append(
+            {
+                "name": f"CFG batched vs two-pass speedup, batch {batch}",
+                "value": round(best["two_pass"] / best["batched"], 2),
+                "unit": "x (two-pass time / batched time)",
+                "note": f"{model_name} at 32x32, {torch.get_num_threads()} threads; per step: batched "
+                f"{best['batched'] * 1e3:.0f} ms, two-pass {best['two_pass'] * 1e3:.0f} ms (best of {repeats}); "
+                "> 1 means the doubled batch is faster",
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def rows() -> list[dict]:
+    """All sampler rows (about 30-60 s on the 2-core CI CPU)."""
+    model, name, params = _model()
+    name = f"{name} ({params / 1e6:.2f}M params)"
+    return [overhead_row(model, name), *cfg_rows(model, name)]
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    for row in rows():
+        print(f"{row['name']:<45} {row['value']:>8} {row['unit']:<34} {row['note']}")
+    print(f"({time.perf_counter() - start:.1f} s)")
