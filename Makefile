@@ -12,8 +12,9 @@ PORT   ?= 8888
 # Jupyter refuses to run as root (containers, CI) unless told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Tests run offline: nothing may reach a model hub, and figures render headless.
-TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg \
+# Tests run offline: nothing may reach a model hub. (No MPLBACKEND here: notebook kernels
+# inherit it, and Agg would stop figures from being stored; tests/conftest.py picks Agg.)
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
             PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false
 NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
               --nbval-cell-timeout=300

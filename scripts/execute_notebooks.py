@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python scripts/execute_notebooks.py [notebooks/NN_name.ipynb ...]
 With no argument every numbered notebook is executed. Run this after changing a
 notebook or the package code it shows, then commit the notebooks.
-The environment matches `make test`: offline, headless matplotlib.
+The environment matches `make test`: offline (figures use the kernel's inline backend).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
-    "MPLBACKEND": "Agg",
     "PYTHONHASHSEED": "0",
     "TOKENIZERS_PARALLELISM": "false",
 }

@@ -2,7 +2,11 @@
 
 import os
 
+import matplotlib
 import torch
+
+# Headless figures in the package tests (not via MPLBACKEND: notebook kernels would inherit it).
+matplotlib.use("Agg")
 
 # The package tests use tiny tensors: one intra-op thread is as fast and avoids
 # oversubscribing small CI machines (and notebooks or training running beside them).
