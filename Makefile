@@ -20,7 +20,8 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-package test-notebooks bench lint format train train-fast eval clean distclean
+.PHONY: help venv lab test test-package test-notebooks bench lint format train train-fast eval clean distclean \
+        student html test-site
 
 help: ## Show this help
 	@echo "Conditional diffusion course. Targets:"
@@ -71,8 +72,17 @@ train-fast: venv ## The fast configs (minutes), as used by the appendix notebook
 eval: venv ## Evaluate the shipped models and rewrite docs/results.md
 	$(TEST_ENV) $(PY) scripts/evaluate.py
 
-clean: ## Remove caches and build outputs (keeps .venv)
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+student: venv ## Student copies in build/student/ (solutions stubbed); FORCE=1 overwrites edited ones, keeping a .bak
+	$(PY) scripts/make_student.py $(if $(filter 1 yes true,$(FORCE)),--force)
+
+html: venv ## Static site of the executed course in build/html/ (stored outputs; open build/html/index.html)
+	$(PY) scripts/build_site.py
+
+test-site: venv ## Build the site and check every page in headless Chromium (apt-get installs chromium if missing)
+	$(TEST_ENV) $(PY) scripts/check_site.py --install
+
+clean: ## Remove caches and build outputs (keeps .venv and students' work in build/student)
+	rm -rf build/html dist *.egg-info .pytest_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -name .ipynb_checkpoints -type d -exec rm -rf {} +
 
