@@ -1,0 +1,103 @@
+"""Each model trains for a handful of steps and its loss goes down (tiny configs, seconds)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tutorial_lib import train as T
+from tutorial_lib.schedule import NoiseSchedule
+
+TINY_DENOISER = dict(
+    steps=30, batch_size=16, lr=3e-3, warmup_steps=5, image_size=16, checkpoint_every=10, log_every=5,
+    unet={"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [False, True],
+          "num_heads": 2, "time_embed_dim": 16},
+    text_encoder={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2},
+    autocast="fp32", num_threads=1,
+)
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_configs_exist_and_build():
+    for model in T.MODELS:
+        for name in ("full", "fast"):
+            cfg = T.get_config(model, name)
+            assert cfg.steps > 0
+    cfg = T.get_config("denoiser", "fast")
+    unet, te, schedule = T.build_denoiser(cfg)
+    assert unet.context_dim == te.config.hidden_size
+    assert isinstance(schedule, NoiseSchedule)
+    with pytest.raises(ValueError, match="config"):
+        T.get_config("denoiser", "huge")
+    with pytest.raises(ValueError, match="model"):
+        T.get_config("vae")
+
+
+def test_lr_schedule():
+    assert T._lr_at(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert T._lr_at(10, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
+    assert T._lr_at(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert T._lr_at(50, 100, 1.0, 10, 1.0) == pytest.approx(1.0)  # constant after warm-up
+
+
+def test_denoiser_loss_goes_down_checkpoints_and_resumes(tmp_path):
+    cfg = T.DenoiserTrainConfig(**TINY_DENOISER)
+    b = tmp_path / "b"
+    res = T.train_denoiser(cfg, b, progress=False)
+    losses = res["losses"]
+    assert len(losses) == cfg.steps
+    assert _mean(losses[-10:]) < 0.8 * _mean(losses[:5])
+    final = b / "final"
+    for name in ("unet.safetensors", "text_encoder.safetensors", "unet_config.json",
+                 "text_encoder_config.json", "schedule.json", "denoiser_train_config.json"):
+        assert (final / name).is_file(), name
+    assert json.loads((b / "train_config.json").read_text())["steps"] == cfg.steps
+    assert "conv_in.weight" in load_file(str(final / "unet.safetensors"))
+    # Resume: a run stopped at step 20 and resumed equals one that ran straight through.
+    a = tmp_path / "a"
+    T.train_denoiser(cfg, a, progress=False, max_steps=20)
+    T.train_denoiser(cfg, a, progress=False, resume=True)
+    wa = load_file(str(a / "final" / "unet.safetensors"))
+    wb = load_file(str(b / "final" / "unet.safetensors"))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # Export from a checkpoint (a run stopped early).
+    out = T.export_denoiser_checkpoint(a, tmp_path / "exported")
+    assert json.loads((out / "checkpoint_info.json").read_text())["step"] == cfg.steps
+
+
+def test_null_condition_is_the_encoded_empty_prompt(tmp_path, monkeypatch):
+    seen = []
+    orig = T._Tokens.__call__
+
+    def spy(self, captions):
+        seen.extend(captions)
+        return orig(self, captions)
+
+    monkeypatch.setattr(T._Tokens, "__call__", spy)
+    cfg = T.DenoiserTrainConfig(**{**TINY_DENOISER, "steps": 4, "p_uncond": 0.5})
+    T.train_denoiser(cfg, tmp_path, progress=False)
+    assert "" in seen and any(c.startswith("a ") for c in seen)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_classifier_loss_goes_down(tmp_path, noisy):
+    cfg = T.ClassifierTrainConfig(
+        noisy=noisy, steps=30, batch_size=32, lr=3e-3, warmup_steps=3, image_size=16, eval_size=64,
+        log_every=5, checkpoint_every=10, num_threads=1,
+        classifier={"channels": [8, 16], "time_dim": 16, "time_conditioned": noisy},
+    )
+    name = "noisy_classifier" if noisy else "judge"
+    res = T.train_classifier(cfg, tmp_path, name=name, progress=False)
+    assert _mean(res["losses"][-5:]) < 0.9 * _mean(res["losses"][:3])
+    assert (tmp_path / "final" / f"{name}.safetensors").is_file()
+    assert ("accuracy_by_t" if noisy else "accuracy") in res
+
+
+def test_cli_runs_a_few_steps(tmp_path):
+    rc = T.main(["judge", "--config", "fast", "--steps", "2", "--batch-size", "8", "--no-progress",
+                 "--eval-size", "16", "--out", str(tmp_path)])
+    assert rc == 0 and (tmp_path / "summary.json").is_file()

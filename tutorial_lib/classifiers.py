@@ -1,0 +1,299 @@
+"""Attribute classifiers for the captioned shapes: a judge and a noise-robust classifier.
+
+Introduced in notebook 05 (classifier guidance) and used to score samples in
+notebooks 06-08.
+
+Two models share one architecture, :class:`AttributeClassifier`, a small CNN
+with one linear head per attribute (colour, shape, size, position; see
+:data:`tutorial_lib.shapes.ATTRIBUTES`):
+
+- the **judge** (``time_conditioned=False``) sees clean images and only
+  *scores* generated samples. It is trained on fresh data from
+  :mod:`tutorial_lib.shapes` and never used to guide sampling: a guided sampler
+  can fool the classifier it follows, so the scorer must be a different model.
+- the **noise-robust classifier** (``time_conditioned=True``) sees noised
+  images :math:`x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon`
+  at random :math:`t` and models :math:`p_\\phi(y \\mid x_t, t)`. Its gradient
+  :math:`\\nabla_{x_t} \\log p_\\phi(y \\mid x_t, t)` is what classifier guidance
+  adds to the score (Dhariwal & Nichol 2021, eq. 9-10).
+
+The attributes are modelled as independent given the image, so the joint
+log-probability of a label set is the sum of per-attribute log-softmaxes:
+
+.. math::  \\log p(y \\mid x_t) = \\sum_a \\log \\mathrm{softmax}(\\ell_a(x_t, t))_{y_a}
+
+:meth:`AttributeClassifier.log_prob` computes it; :class:`AttributeHead` and
+:class:`JointLabelClassifier` expose one attribute, or all 180 label sets, as
+an ordinary classifier ``(x_t, t) -> logits (B, K)`` (the course's classifier
+protocol), so the sampler's ``classifier_labels`` can be a class index.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conditioning import TimestepMLP
+from .shapes import ATTRIBUTES, NUM_CLASSES
+
+__all__ = [
+    "ATTRIBUTE_ORDER",
+    "ClassifierConfig",
+    "AttributeClassifier",
+    "AttributeHead",
+    "JointLabelClassifier",
+    "joint_label_index",
+    "joint_label_table",
+    "accuracy",
+]
+
+#: Attribute order of the concatenated logits.
+ATTRIBUTE_ORDER: tuple[str, ...] = tuple(ATTRIBUTES)
+
+
+@dataclass
+class ClassifierConfig:
+    """Configuration of :class:`AttributeClassifier`.
+
+    Attributes:
+        image_size: side of the square input image.
+        in_channels: image channels (3).
+        channels: width of each stage; every stage after the first halves the resolution.
+        time_conditioned: if True, ``forward`` takes ``(x_t, t)`` and a
+            sinusoidal time embedding (through an MLP) is added to every stage.
+        time_dim: width of the time embedding.
+        num_groups: GroupNorm groups.
+    """
+
+    image_size: int = 32
+    in_channels: int = 3
+    channels: tuple[int, ...] = (32, 64, 128)
+    time_conditioned: bool = False
+    time_dim: int = 128
+    num_groups: int = 8
+    num_classes: dict = field(default_factory=lambda: dict(NUM_CLASSES))
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        if not self.channels or any(c <= 0 or c % self.num_groups for c in self.channels):
+            raise ValueError(f"channels must be positive multiples of num_groups={self.num_groups}, got {self.channels}")
+        if self.image_size % (2 ** (len(self.channels) - 1)):
+            raise ValueError(
+                f"image_size={self.image_size} must be divisible by 2**(len(channels)-1)={2 ** (len(self.channels) - 1)}"
+            )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        return cls(**d)
+
+
+class _Stage(nn.Module):
+    """conv3x3 -> GroupNorm -> (+ time) -> SiLU -> conv3x3 -> GroupNorm -> SiLU, with a residual."""
+
+    def __init__(self, cin: int, cout: int, groups: int, time_dim: int | None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1 = nn.GroupNorm(groups, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.time = nn.Linear(time_dim, cout) if time_dim else None
+
+    def forward(self, x, temb=None):
+        h = self.norm1(self.conv1(x))
+        if self.time is not None:
+            h = h + self.time(temb)[:, :, None, None]
+        h = F.silu(h)
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class AttributeClassifier(nn.Module):
+    """A small CNN with one head per attribute.
+
+    ``forward(x, t=None)``: ``x`` is an image batch ``(B, 3, H, W)`` in ``[-1, 1]``
+    (for the noise-robust model, a noised ``x_t``); ``t`` is ``(B,)`` timesteps,
+    required iff ``config.time_conditioned``. Returns the concatenated logits
+    ``(B, 16)`` in :data:`ATTRIBUTE_ORDER` (6 colours, 3 shapes, 2 sizes,
+    5 positions); :meth:`split` turns them into a dict.
+
+    The final feature map is flattened (not pooled) before the heads, so the
+    position of the shape stays visible to the position head.
+    """
+
+    def __init__(self, config: ClassifierConfig | None = None):
+        super().__init__()
+        self.config = config = config or ClassifierConfig()
+        tdim = config.time_dim if config.time_conditioned else None
+        self.time_embed = TimestepMLP(config.time_dim, config.time_dim) if tdim else None
+        stages, pools = [], []
+        cin = config.in_channels
+        for i, c in enumerate(config.channels):
+            stages.append(_Stage(cin, c, config.num_groups, tdim))
+            pools.append(nn.AvgPool2d(2) if i < len(config.channels) - 1 else nn.Identity())
+            cin = c
+        self.stages = nn.ModuleList(stages)
+        self.pools = nn.ModuleList(pools)
+        final = config.image_size // 2 ** (len(config.channels) - 1)
+        # Reduce channels before flattening to keep the head small.
+        self.reduce = nn.Conv2d(cin, 16, 1)
+        self.hidden = nn.Linear(16 * final * final, 256)
+        self.heads = nn.ModuleDict({a: nn.Linear(256, config.num_classes[a]) for a in ATTRIBUTE_ORDER})
+
+    @property
+    def time_conditioned(self) -> bool:
+        return self.config.time_conditioned
+
+    def _check(self, x, t):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        s = self.config.image_size
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[2:] != (s, s):
+            raise ValueError(f"x must have shape (B, {self.config.in_channels}, {s}, {s}), got {tuple(x.shape)}")
+        if self.config.time_conditioned:
+            if t is None:
+                raise ValueError("t is required: this classifier is time-conditioned (noise-robust)")
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() == 0:
+                t = t.expand(x.shape[0])
+            if t.shape != (x.shape[0],):
+                raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        return t
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        t = self._check(x, t)
+        temb = self.time_embed(t.to(x.device)) if self.time_embed is not None else None
+        h = x
+        for stage, pool in zip(self.stages, self.pools):
+            h = pool(stage(h, temb))
+        h = F.silu(self.reduce(h)).flatten(1)
+        h = F.silu(self.hidden(h))
+        return torch.cat([self.heads[a](h) for a in ATTRIBUTE_ORDER], dim=1)
+
+    def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split concatenated logits ``(B, 16)`` into ``attribute -> (B, K_a)``."""
+        sizes = [self.config.num_classes[a] for a in ATTRIBUTE_ORDER]
+        return dict(zip(ATTRIBUTE_ORDER, torch.split(logits, sizes, dim=1)))
+
+    def attribute_logits(self, x, t=None) -> dict[str, torch.Tensor]:
+        """``attribute -> logits (B, K_a)``."""
+        return self.split(self(x, t))
+
+    def predict(self, x, t=None) -> dict[str, torch.Tensor]:
+        """``attribute -> predicted label (B,)`` (argmax of each head)."""
+        return {a: v.argmax(dim=1) for a, v in self.attribute_logits(x, t).items()}
+
+    def log_prob(self, x, t=None, labels: dict[str, torch.Tensor | int] | None = None) -> torch.Tensor:
+        """Joint log-probability ``sum_a log softmax(l_a)[y_a]`` of a (partial) label set, shape ``(B,)``.
+
+        ``labels`` maps some or all attributes to a label per example (``(B,)``
+        long tensor) or one label for all (int). Attributes left out are
+        marginalised (they contribute nothing). Differentiable in ``x``: this
+        is the quantity whose gradient classifier guidance follows.
+        """
+        if not isinstance(labels, dict) or not labels:
+            raise ValueError("labels must be a non-empty dict attribute -> label(s)")
+        logits = self.attribute_logits(x, t)
+        total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for a, y in labels.items():
+            if a not in logits:
+                raise ValueError(f"unknown attribute {a!r} in labels; expected one of {ATTRIBUTE_ORDER}")
+            lp = F.log_softmax(logits[a].float(), dim=1)
+            if isinstance(y, int):
+                y = torch.full((x.shape[0],), y, dtype=torch.long, device=x.device)
+            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+                raise ValueError(f"labels[{a!r}] must be an int or a ({x.shape[0]},) long tensor")
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= lp.shape[1]):
+                raise ValueError(f"labels[{a!r}] must lie in [0, {lp.shape[1] - 1}]")
+            total = total + lp.gather(1, y.long().view(-1, 1)).squeeze(1).to(total.dtype)
+        return total
+
+    def loss(self, x, labels: dict[str, torch.Tensor], t=None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of per-attribute cross-entropies; also returns each attribute's accuracy."""
+        logits = self.attribute_logits(x, t)
+        total = 0.0
+        acc = {}
+        for a in ATTRIBUTE_ORDER:
+            total = total + F.cross_entropy(logits[a], labels[a])
+            acc[a] = (logits[a].argmax(1) == labels[a]).float().mean().item()
+        return total, acc
+
+
+class AttributeHead(nn.Module):
+    """One attribute of an :class:`AttributeClassifier` as a plain classifier ``(x_t, t) -> (B, K_a)``."""
+
+    def __init__(self, classifier: AttributeClassifier, attribute: str):
+        super().__init__()
+        if attribute not in ATTRIBUTE_ORDER:
+            raise ValueError(f"attribute must be one of {ATTRIBUTE_ORDER}, got {attribute!r}")
+        self.classifier = classifier
+        self.attribute = attribute
+
+    def forward(self, x, t=None):
+        return self.classifier.attribute_logits(x, t)[self.attribute]
+
+
+def joint_label_table() -> torch.Tensor:
+    """``(180, 4)`` long tensor: row ``k`` is the label set (colour, shape, size, position) of joint class ``k``.
+
+    The order is that of :func:`tutorial_lib.shapes.all_captions`.
+    """
+    ranges = [range(NUM_CLASSES[a]) for a in ATTRIBUTE_ORDER]
+    return torch.tensor(list(itertools.product(*ranges)), dtype=torch.long)
+
+
+def joint_label_index(labels: dict[str, torch.Tensor | int]) -> torch.Tensor | int:
+    """Index of a full label set in :func:`joint_label_table` (and in ``all_captions()``)."""
+    idx = 0
+    for a in ATTRIBUTE_ORDER:
+        idx = idx * NUM_CLASSES[a] + labels[a]
+    return idx
+
+
+class JointLabelClassifier(nn.Module):
+    """All 180 full label sets as one classifier ``(x_t, t) -> (B, 180)``.
+
+    The output is already normalised log-probabilities,
+    ``out[:, k] = sum_a log softmax(l_a)[y_a(k)]`` (independent heads), so
+    ``log_softmax(out) == out`` and any sampler that takes
+    ``log_softmax(logits)[y]`` gets the joint log-probability of label set ``y``.
+    Class ``k`` is the caption ``all_captions()[k]``.
+    """
+
+    def __init__(self, classifier: AttributeClassifier):
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("table", joint_label_table(), persistent=False)
+
+    def forward(self, x, t=None):
+        logits = self.classifier.attribute_logits(x, t)
+        out = 0
+        for j, a in enumerate(ATTRIBUTE_ORDER):
+            out = out + F.log_softmax(logits[a], dim=1)[:, self.table[:, j]]
+        return out
+
+
+@torch.no_grad()
+def accuracy(classifier: AttributeClassifier, images, labels, t=None, batch_size: int = 512) -> dict[str, float]:
+    """Per-attribute accuracy of ``classifier`` on ``images`` (and ``t`` for a noise-robust one)."""
+    was_training = classifier.training
+    classifier.eval()
+    correct = {a: 0 for a in ATTRIBUTE_ORDER}
+    n = images.shape[0]
+    for i in range(0, n, batch_size):
+        tt = None if t is None else t[i : i + batch_size]
+        pred = classifier.predict(images[i : i + batch_size], tt)
+        for a in ATTRIBUTE_ORDER:
+            correct[a] += int((pred[a] == labels[a][i : i + batch_size]).sum())
+    classifier.train(was_training)
+    return {a: correct[a] / max(n, 1) for a in ATTRIBUTE_ORDER}

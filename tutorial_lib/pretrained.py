@@ -1,0 +1,392 @@
+"""The course's shipped, trained models: loading, hash verification, export.
+
+Introduced in notebook 00 (assets verified by hash) and used by notebooks 03-08.
+
+The weights live in ``tutorial_lib/assets/models/`` as safetensors (never
+pickles), each with a JSON config beside it, and a ``MANIFEST.sha256`` in the
+format of ``sha256sum`` (so ``cd tutorial_lib/assets/models && sha256sum -c
+MANIFEST.sha256`` also checks them):
+
+==============================  =============================================
+file                            what
+==============================  =============================================
+``unet.safetensors``            the text-conditioned U-Net (EMA weights)
+``text_encoder.safetensors``    the small ``CLIPTextModel`` trained with it
+``judge.safetensors``           clean-image attribute classifier (scoring only)
+``noisy_classifier.safetensors``  noise-robust classifier ``(x_t, t)`` (guidance)
+``*_config.json``               the configs; ``schedule.json`` the noise schedule
+``training.json``               how they were trained (commands, times, metrics)
+==============================  =============================================
+
+Usage::
+
+    from tutorial_lib.pretrained import load_pretrained
+    m = load_pretrained()              # verifies hashes, eval mode, CPU
+    images = m.generate(["a large red circle in the top left"], guidance_scale=3.0)
+
+They were produced by ``python -m tutorial_lib.train ... --config full`` and
+copied here with ``python -m tutorial_lib.pretrained export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+__all__ = [
+    "MODELS_DIR",
+    "MANIFEST_NAME",
+    "WEIGHT_FILES",
+    "AssetVerificationError",
+    "PretrainedModels",
+    "load_pretrained",
+    "verify_assets",
+    "write_manifest",
+    "export_assets",
+    "sha256_file",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+MANIFEST_NAME = "MANIFEST.sha256"
+
+#: Every file the manifest covers, per component (weights first).
+COMPONENT_FILES: dict[str, tuple[str, ...]] = {
+    "unet": ("unet.safetensors", "unet_config.json"),
+    "text_encoder": ("text_encoder.safetensors", "text_encoder_config.json"),
+    "schedule": ("schedule.json",),
+    "judge": ("judge.safetensors", "judge_config.json"),
+    "noisy_classifier": ("noisy_classifier.safetensors", "noisy_classifier_config.json"),
+}
+WEIGHT_FILES = tuple(f for files in COMPONENT_FILES.values() for f in files if f.endswith(".safetensors"))
+
+
+class AssetVerificationError(RuntimeError):
+    """A shipped model file is missing, truncated or does not match its sha256."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_manifest(directory: Path) -> dict[str, str]:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise AssetVerificationError(
+            f"{path} is missing: the model folder has no manifest. Reinstall the package or "
+            "re-export the models with `python -m tutorial_lib.pretrained export`."
+        )
+    entries = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise AssetVerificationError(f"{path}: line {n} is not '<sha256>  <file>': {line!r}")
+        entries[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return entries
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is structurally broken (truncated, bad header), or None."""
+    size = path.stat().st_size
+    if size < 8:
+        return f"truncated: {size} bytes, not even a safetensors header"
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if 8 + header_len > size:
+            return f"truncated: {size} bytes but the header alone needs {8 + header_len}"
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "corrupt: the safetensors header is not valid JSON"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    expected = 8 + header_len + (max(ends) if ends else 0)
+    if size < expected:
+        return f"truncated: {size} bytes, the header describes {expected}"
+    if size > expected:
+        return f"corrupt: {size} bytes, the header describes {expected}"
+    return None
+
+
+def verify_assets(directory: str | Path | None = None) -> dict[str, str]:
+    """Check every file of the manifest; returns ``{file: status}``.
+
+    Status is ``"ok"``, ``"missing"``, ``"truncated: ..."`` / ``"corrupt: ..."``
+    (safetensors whose size disagrees with their header) or ``"sha256 mismatch
+    (expected ..., got ...)"``. Files the loader needs but the manifest does not
+    list are reported as ``"not in manifest"``. Never raises for a bad file
+    (only for a missing or malformed manifest); :func:`load_pretrained` turns a
+    bad status into an :class:`AssetVerificationError` naming the file.
+    """
+    directory = Path(directory) if directory is not None else MODELS_DIR
+    manifest = _read_manifest(directory)
+    status: dict[str, str] = {}
+    for name, expected in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            status[name] = "missing"
+            continue
+        if name.endswith(".safetensors"):
+            problem = _safetensors_problem(path)
+            if problem:
+                status[name] = problem
+                continue
+        got = sha256_file(path)
+        status[name] = "ok" if got == expected else f"sha256 mismatch (expected {expected[:12]}..., got {got[:12]}...)"
+    for files in COMPONENT_FILES.values():
+        for name in files:
+            if name not in status:
+                status[name] = "not in manifest" if (directory / name).is_file() else "missing"
+    return status
+
+
+def write_manifest(directory: str | Path | None = None) -> Path:
+    """(Re)write ``MANIFEST.sha256`` for every file of the folder except the manifest itself."""
+    directory = Path(directory) if directory is not None else MODELS_DIR
+    lines = [
+        f"{sha256_file(p)}  {p.name}"
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")
+    ]
+    path = directory / MANIFEST_NAME
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise AssetVerificationError(f"{path} is missing") from None
+    except json.JSONDecodeError as e:
+        raise AssetVerificationError(f"{path} is not valid JSON: {e}") from None
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise AssetVerificationError(f"{path} is missing") from None
+    except Exception as e:  # safetensors raises its own error types
+        raise AssetVerificationError(f"{path} could not be read as safetensors: {e}") from None
+
+
+def _materialise_buffers(module: torch.nn.Module) -> None:
+    """Recreate the non-persistent buffers left on the meta device (CLIP's ``position_ids``)."""
+    for name, buf in list(module.named_buffers()):
+        if not buf.is_meta:
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        if attr == "position_ids":
+            owner.register_buffer(attr, torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
+        else:
+            raise RuntimeError(f"cannot materialise the buffer {name!r} of {type(module).__name__}")
+
+
+@dataclass
+class PretrainedModels:
+    """The shipped models, in eval mode. Introduced in notebook 00.
+
+    Attributes:
+        tokenizer: the real CLIP BPE tokenizer (``transformers.CLIPTokenizer``, 77 tokens).
+        text_encoder: the small ``CLIPTextModel`` trained jointly with the U-Net.
+        unet: the :class:`~tutorial_lib.unet.ConditionalUNet` (ε-prediction).
+        schedule: the :class:`~tutorial_lib.schedule.NoiseSchedule` it was trained with.
+        noisy_classifier: :class:`~tutorial_lib.classifiers.AttributeClassifier` on ``(x_t, t)``.
+        judge: :class:`~tutorial_lib.classifiers.AttributeClassifier` on clean images (scoring only).
+        directory: where the files were read from.
+        info: ``training.json`` (commands, training times, metrics) if present.
+    """
+
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    unet: torch.nn.Module
+    schedule: object
+    noisy_classifier: torch.nn.Module | None
+    judge: torch.nn.Module | None
+    directory: Path
+    info: dict = field(default_factory=dict)
+
+    @torch.no_grad()
+    def encode(self, prompts, negative_prompts=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prompt_embeds, negative_embeds)``, each ``(B, 77, D)``; the default negative is ``""``."""
+        from .text import encode_prompt
+
+        return encode_prompt(self.tokenizer, self.text_encoder, prompts, negative_prompts)
+
+    def sampler(self):
+        """A :class:`~tutorial_lib.sampler.ConditionalDDIMSampler` over this U-Net and schedule."""
+        from .sampler import ConditionalDDIMSampler
+
+        return ConditionalDDIMSampler(self.unet, self.schedule)
+
+    @torch.no_grad()
+    def generate(self, prompts, negative_prompts=None, guidance_scale: float = 3.0,
+                 num_inference_steps: int = 25, generator: torch.Generator | None = None,
+                 progress: bool = False, **kwargs) -> torch.Tensor:
+        """Text to images ``(B, 3, H, W)`` in ``[-1, 1]`` with the course's DDIM sampler."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        cond, uncond = self.encode(prompts, negative_prompts)
+        size = self.unet.config.sample_size
+        return self.sampler().sample(
+            (len(prompts), 3, size, size), cond, negative_embeddings=uncond,
+            guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+            generator=generator, progress=progress, **kwargs,
+        )
+
+
+def load_pretrained(
+    directory: str | Path | None = None,
+    verify: bool = True,
+    classifiers: bool = True,
+    device: str | torch.device = "cpu",
+) -> PretrainedModels:
+    """Load the shipped tokenizer, text encoder, U-Net, schedule and classifiers.
+
+    Args:
+        directory: the model folder (default: the package's ``assets/models``).
+        verify: check every file against ``MANIFEST.sha256`` first; a missing,
+            truncated or modified file raises :class:`AssetVerificationError`
+            naming it.
+        classifiers: also load the judge and the noise-robust classifier.
+        device: where to put the models.
+
+    Returns:
+        :class:`PretrainedModels`, every module in eval mode with
+        ``requires_grad=False``.
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .classifiers import AttributeClassifier, ClassifierConfig
+    from .schedule import NoiseSchedule
+    from .text import load_clip_tokenizer
+    from .unet import ConditionalUNet, UNetConfig
+
+    directory = Path(directory) if directory is not None else MODELS_DIR
+    if not directory.is_dir():
+        raise AssetVerificationError(f"model folder {directory} does not exist")
+    if verify:
+        needed = set(COMPONENT_FILES["unet"] + COMPONENT_FILES["text_encoder"] + COMPONENT_FILES["schedule"])
+        if classifiers:
+            needed |= set(COMPONENT_FILES["judge"] + COMPONENT_FILES["noisy_classifier"])
+        status = verify_assets(directory)
+        bad = {k: status.get(k, "missing") for k in needed if status.get(k) != "ok"}
+        if bad:
+            lines = "\n".join(f"  {directory / k}: {v}" for k, v in sorted(bad.items()))
+            raise AssetVerificationError(
+                f"shipped model files failed verification:\n{lines}\n"
+                "Reinstall the package (or restore the files from git) and try again."
+            )
+
+    def build(module_fn, weights: Path, skip_init: bool = False) -> torch.nn.Module:
+        state = _load_weights(weights)
+        if skip_init:
+            # Build on the meta device (no random initialisation of the 49408-row
+            # embedding), then take the loaded tensors as the parameters.
+            with torch.device("meta"):
+                module = module_fn()
+        else:
+            module = module_fn()
+        try:
+            module.load_state_dict(state, strict=True, assign=skip_init)
+        except RuntimeError as e:
+            raise AssetVerificationError(f"{weights} does not match its config: {e}") from None
+        if skip_init:
+            _materialise_buffers(module)
+        return module.to(device).eval().requires_grad_(False)
+
+    te_cfg = CLIPTextConfig.from_dict(_read_json(directory / "text_encoder_config.json"))
+    text_encoder = build(lambda: CLIPTextModel(te_cfg), directory / "text_encoder.safetensors", skip_init=True)
+    unet_cfg = UNetConfig.from_dict(_read_json(directory / "unet_config.json"))
+    unet = build(lambda: ConditionalUNet(unet_cfg), directory / "unet.safetensors")
+    schedule = NoiseSchedule.from_config(_read_json(directory / "schedule.json"))
+    judge = noisy = None
+    if classifiers:
+        jcfg = ClassifierConfig.from_dict(_read_json(directory / "judge_config.json"))
+        judge = build(lambda: AttributeClassifier(jcfg), directory / "judge.safetensors")
+        ncfg = ClassifierConfig.from_dict(_read_json(directory / "noisy_classifier_config.json"))
+        noisy = build(lambda: AttributeClassifier(ncfg), directory / "noisy_classifier.safetensors")
+    info_path = directory / "training.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return PretrainedModels(
+        tokenizer=load_clip_tokenizer(), text_encoder=text_encoder, unet=unet, schedule=schedule,
+        noisy_classifier=noisy, judge=judge, directory=directory, info=info,
+    )
+
+
+def export_assets(
+    denoiser_dir: str | Path | None = None,
+    judge_dir: str | Path | None = None,
+    noisy_classifier_dir: str | Path | None = None,
+    directory: str | Path | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Copy trained weights (``runs/<model>/final``) into the model folder and rewrite the manifest."""
+    directory = Path(directory) if directory is not None else MODELS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = []
+    if denoiser_dir is not None:
+        sources += [(Path(denoiser_dir), f) for f in
+                    COMPONENT_FILES["unet"] + COMPONENT_FILES["text_encoder"] + COMPONENT_FILES["schedule"]]
+    if judge_dir is not None:
+        sources += [(Path(judge_dir), f) for f in COMPONENT_FILES["judge"]]
+    if noisy_classifier_dir is not None:
+        sources += [(Path(noisy_classifier_dir), f) for f in COMPONENT_FILES["noisy_classifier"]]
+    for src_dir, name in sources:
+        src = src_dir / name
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} is missing; train the model first")
+        shutil.copyfile(src, directory / name)
+    if info is not None:
+        (directory / "training.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return write_manifest(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tutorial_lib.pretrained")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("verify", help="check the shipped files against MANIFEST.sha256")
+    v.add_argument("--dir", default=None)
+    e = sub.add_parser("export", help="copy trained weights into the package and rewrite the manifest")
+    e.add_argument("--denoiser", default=None, help="e.g. runs/denoiser-full/final")
+    e.add_argument("--judge", default=None, help="e.g. runs/judge-full/final")
+    e.add_argument("--noisy-classifier", default=None, help="e.g. runs/noisy_classifier-full/final")
+    e.add_argument("--info", default=None, help="a JSON file copied to training.json")
+    e.add_argument("--dir", default=None)
+    t = sub.add_parser("time", help="time load_pretrained()")
+    t.add_argument("--dir", default=None)
+    args = p.parse_args(argv)
+    if args.cmd == "verify":
+        status = verify_assets(args.dir)
+        for k, s in sorted(status.items()):
+            print(f"{s:>10}  {k}" if s == "ok" else f"FAILED  {k}: {s}")
+        return 0 if all(s == "ok" for s in status.values()) else 1
+    if args.cmd == "export":
+        info = json.loads(Path(args.info).read_text()) if args.info else None
+        path = export_assets(args.denoiser, args.judge, args.noisy_classifier, args.dir, info)
+        print(path.read_text())
+        return 0
+    t0 = time.perf_counter()
+    load_pretrained(args.dir)
+    print(f"load_pretrained: {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
