@@ -210,7 +210,7 @@ def main(argv=None) -> int:
             row = {"prompt": "a circle", "negative_prompt": negative, "gamma": args.negative_gamma, "n": k,
                    "frac_red": (pred["colour"] == red).float().mean().item(),
                    "frac_circle": (pred["shape"] == circle).float().mean().item(),
-                   "colour_counts": dict(zip(shapes.ATTRIBUTES["colour"], colour_hist)),
+                   "colour_counts": dict(zip(shapes.ATTRIBUTES["colour"], colour_hist, strict=False)),
                    "sec_per_image": spi}
             results["negative_prompt"].append(row)
             print(json.dumps(row), flush=True)

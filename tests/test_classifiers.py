@@ -72,7 +72,7 @@ def test_joint_label_classifier_matches_captions_and_log_prob():
     assert table.shape == (180, 4)
     caps = S.all_captions()
     for k in (0, 37, 179):
-        lab = dict(zip(ATTRIBUTE_ORDER, table[k].tolist()))
+        lab = dict(zip(ATTRIBUTE_ORDER, table[k].tolist(), strict=False))
         assert joint_label_index(lab) == k
         assert S.caption_from_labels(lab) == caps[k]
     joint = JointLabelClassifier(noisy)

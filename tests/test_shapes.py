@@ -74,7 +74,6 @@ def test_partial_captions_keep_labels_of_mentioned_attributes():
 
 
 def test_rendered_content_matches_labels():
-    n = 180
     table = torch.tensor([[c, s, z, p] for c in range(6) for s in range(3) for z in range(2) for p in range(5)])
     labels = {k: table[:, j] for j, k in enumerate(S.ATTRIBUTES)}
     img = S.to_unit_range(S.render(labels, size=32, jitter=False))

@@ -174,7 +174,7 @@ class AttributeClassifier(nn.Module):
         t = self._check(x, t)
         temb = self.time_embed(t.to(x.device)) if self.time_embed is not None else None
         h = x
-        for stage, pool in zip(self.stages, self.pools):
+        for stage, pool in zip(self.stages, self.pools, strict=False):
             h = pool(stage(h, temb))
         h = F.silu(self.reduce(h)).flatten(1)
         h = F.silu(self.hidden(h))
@@ -183,7 +183,7 @@ class AttributeClassifier(nn.Module):
     def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split concatenated logits ``(B, 16)`` into ``attribute -> (B, K_a)``."""
         sizes = [self.config.num_classes[a] for a in ATTRIBUTE_ORDER]
-        return dict(zip(ATTRIBUTE_ORDER, torch.split(logits, sizes, dim=1)))
+        return dict(zip(ATTRIBUTE_ORDER, torch.split(logits, sizes, dim=1), strict=False))
 
     def attribute_logits(self, x, t=None) -> dict[str, torch.Tensor]:
         """``attribute -> logits (B, K_a)``."""

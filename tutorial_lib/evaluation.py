@@ -1,0 +1,389 @@
+"""Measuring generated shapes: judge accuracy, diversity, saturation and the guidance-scale sweep.
+
+Introduced in notebook 06 (the guidance-scale sweep); the same code scores the
+full evaluation of ``scripts/evaluate.py`` (``make eval``), so the notebook's
+small-N numbers and the committed table are computed the same way.
+
+Three measurements of a batch of generated images ``(N, 3, H, W)`` in ``[-1, 1]``:
+
+- **prompt accuracy** (:func:`judge_accuracy`): the *judge* (a clean-image
+  attribute classifier, never used to guide) predicts colour, shape, size and
+  position; accuracy is the fraction that agrees with the caption's labels,
+  per attribute and for all four at once;
+- **diversity** (:func:`diversity`): the mean pairwise RMS pixel distance
+  between samples *of the same prompt* (images mapped to ``[0, 1]``):
+
+  .. math:: D = \\frac{1}{P}\\sum_{p=1}^{P} \\binom{S}{2}^{-1} \\sum_{i<j}
+            \\sqrt{\\tfrac{1}{M}\\lVert u(x_{p,i}) - u(x_{p,j}) \\rVert^2},
+            \\qquad u(x) = \\mathrm{clamp}((x + 1)/2, 0, 1),
+
+  with ``P`` prompts, ``S`` samples each, ``M = 3 H W`` values per image. Real
+  images of the same captions (:func:`data_reference`) give the reference value:
+  the data's own variety (position, size and colour jitter, background);
+- **saturation** (:func:`pixel_stats`): the pixel standard deviation and the
+  fraction of pixel values outside ``[-1.05, 1.05]`` (the data never leaves
+  ``[-1, 1]``), the symptom of over-guided samples.
+
+:func:`guidance_sweep` runs the course's DDIM sampler at several guidance
+scales from *the same* initial noise and returns one row of these numbers per
+scale.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Sequence
+
+import torch
+
+from .shapes import ATTRIBUTES, caption_from_labels, render, sample_labels, to_unit_range
+
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "OUT_OF_RANGE_LIMIT",
+    "judge_accuracy",
+    "diversity",
+    "pixel_stats",
+    "sample_images",
+    "data_reference",
+    "guidance_sweep",
+]
+
+#: The attributes the judge scores, in the order of :data:`tutorial_lib.shapes.ATTRIBUTES`.
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
+
+#: Pixel values beyond ±this count as "out of range" (real data stays inside [-1, 1]).
+OUT_OF_RANGE_LIMIT = 1.05
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_images(name: str, images, min_ndim: int = 2) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
+    if images.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dims, got shape {tuple(images.shape)}"
+        )
+    return images
+
+
+def _check_labels(labels, n: int | None = None) -> int:
+    if not isinstance(labels, dict):
+        raise TypeError(
+            f"labels must be a dict attribute -> (N,) long tensor, got {type(labels).__name__}"
+        )
+    missing = [a for a in ATTRIBUTE_NAMES if a not in labels]
+    if missing:
+        raise ValueError(f"labels must have every attribute {ATTRIBUTE_NAMES}; missing {missing}")
+    sizes = set()
+    for a in ATTRIBUTE_NAMES:
+        v = labels[a]
+        if (
+            not isinstance(v, torch.Tensor)
+            or v.is_floating_point()
+            or v.dtype == torch.bool
+            or v.ndim != 1
+        ):
+            raise TypeError(f"labels[{a!r}] must be a 1-D integer tensor, got {v!r:.60}")
+        sizes.add(v.shape[0])
+    if len(sizes) != 1:
+        raise ValueError(f"labels must all have the same length, got lengths {sorted(sizes)}")
+    size = sizes.pop()
+    if n is not None and size != n:
+        raise ValueError(f"labels must have one entry per image ({n}), got {size}")
+    return size
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_gamma(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+@torch.no_grad()
+def judge_accuracy(
+    judge, images: torch.Tensor, labels: dict[str, torch.Tensor]
+) -> dict[str, float]:
+    """Fraction of images whose judged attributes match the caption's labels.
+
+    Args:
+        judge: the clean-image classifier (:class:`~tutorial_lib.classifiers.AttributeClassifier`
+            or anything with ``predict(images) -> {attribute: (N,) labels}``).
+        images: ``(N, 3, H, W)`` generated images in ``[-1, 1]`` (clamped to it before judging,
+            as a saved image would be).
+        labels: ``attribute -> (N,)`` the labels the caption asked for.
+
+    Returns:
+        ``{"colour", "shape", "size", "position", "all"}`` -> accuracy in ``[0, 1]``;
+        ``"all"`` counts an image as right only when all four attributes are.
+    """
+    if not hasattr(judge, "predict"):
+        raise TypeError(f"judge must have a predict(images) method, got {type(judge).__name__}")
+    images = _check_images("images", images, min_ndim=4)
+    _check_labels(labels, images.shape[0])
+    pred = judge.predict(images.clamp(-1, 1))
+    correct = {a: pred[a].cpu() == labels[a].cpu() for a in ATTRIBUTE_NAMES}
+    out = {a: correct[a].float().mean().item() for a in ATTRIBUTE_NAMES}
+    out["all"] = torch.stack([correct[a] for a in ATTRIBUTE_NAMES]).all(0).float().mean().item()
+    return out
+
+
+def diversity(images_by_prompt: torch.Tensor) -> float:
+    """Mean pairwise RMS distance between samples of the same prompt (module docstring).
+
+    Args:
+        images_by_prompt: ``(P, S, ...)``: ``S`` samples of each of ``P`` prompts, in ``[-1, 1]``
+            (a flat prompt-major batch ``x`` of ``P * S`` images is ``x.reshape(P, S, *x.shape[1:])``).
+
+    Returns:
+        ``D`` in ``[0, 1]`` units of pixel intensity; ``nan`` when ``S < 2`` (no pairs).
+    """
+    x = _check_images("images_by_prompt", images_by_prompt, min_ndim=3)
+    P, S = x.shape[:2]
+    if S < 2:
+        return float("nan")
+    u = to_unit_range(x).reshape(P, S, -1).double()
+    d = torch.cdist(u, u) / math.sqrt(u.shape[-1])  # (P, S, S) RMS distances
+    iu = torch.triu_indices(S, S, 1)
+    return d[:, iu[0], iu[1]].mean().item()
+
+
+def pixel_stats(images: torch.Tensor, limit: float = OUT_OF_RANGE_LIMIT) -> dict[str, float]:
+    """Saturation symptoms: ``{"pixel_std", "frac_out_of_range"}`` of raw samples ``(N, ...)``.
+
+    ``frac_out_of_range`` is the fraction of pixel values with ``|x| > limit`` (before any clamping).
+    """
+    images = _check_images("images", images)
+    return {
+        "pixel_std": images.std().item(),
+        "frac_out_of_range": (images.abs() > limit).float().mean().item(),
+    }
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+@torch.no_grad()
+def sample_images(
+    models,
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    guidance_scale: float,
+    num_inference_steps: int = 20,
+    generator: torch.Generator | None = None,
+    latents: torch.Tensor | None = None,
+    chunk: int | None = None,
+    **sampler_kwargs,
+) -> torch.Tensor:
+    """Generate ``cond.shape[0]`` images with the course's DDIM sampler, in chunks.
+
+    ``guidance_scale = 0`` is the *unconditional* model: ε_u + 0·(ε_c − ε_u) = ε_u, sampled as
+    γ = 1 on the null condition (the same prediction for half the cost). With a
+    ``classifier=`` in ``sampler_kwargs`` nothing is shortened.
+
+    Args:
+        models: :class:`~tutorial_lib.pretrained.PretrainedModels` (``.sampler()``, ``.unet``).
+        cond, uncond: ``(N, 77, D)`` prompt and null-condition embeddings (``models.encode``).
+        guidance_scale: γ ≥ 0.
+        num_inference_steps: DDIM steps.
+        generator: draws x_T when ``latents`` is None (and the noise when ``eta > 0``).
+        latents: x_T, ``(N, 3, H, W)``; give the same latents to compare settings sample by sample.
+        chunk: images per sampler call (default: all at once).
+        **sampler_kwargs: passed to :meth:`ConditionalDDIMSampler.sample` (``thresholding``,
+            ``guidance_rescale``, ``guidance_interval``, ``eta``, ...); ``cfg_mode`` defaults to
+            ``"two_pass"``.
+
+    Returns:
+        ``(N, 3, H, W)`` samples, unclamped.
+    """
+    gamma = _check_gamma("guidance_scale", guidance_scale)
+    for name, t in (("cond", cond), ("uncond", uncond)):
+        if not isinstance(t, torch.Tensor) or t.ndim != 3:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a (N, tokens, D) embedding tensor, got {got}")
+    if uncond.shape != cond.shape:
+        raise ValueError(
+            f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}"
+        )
+    n = cond.shape[0]
+    chunk = n if chunk is None else _check_int("chunk", chunk)
+    size = models.unet.config.sample_size
+    channels = models.unet.config.in_channels
+    if latents is not None and tuple(latents.shape) != (n, channels, size, size):
+        raise ValueError(
+            f"latents must have shape {(n, channels, size, size)}, got {tuple(latents.shape)}"
+        )
+    sampler_kwargs.setdefault("cfg_mode", "two_pass")
+    sampler = models.sampler()
+    out = []
+    for i in range(0, n, chunk):
+        c, u = cond[i : i + chunk], uncond[i : i + chunk]
+        if gamma == 0 and "classifier" not in sampler_kwargs:
+            c, g_eff, u_eff = u, 1.0, None  # the unconditional model, one pass per step
+        else:
+            g_eff, u_eff = gamma, u
+        lat = None if latents is None else latents[i : i + chunk]
+        out.append(
+            sampler.sample(
+                (c.shape[0], channels, size, size),
+                c,
+                negative_embeddings=u_eff,
+                guidance_scale=g_eff,
+                num_inference_steps=num_inference_steps,
+                generator=generator,
+                latents=lat,
+                progress=False,
+                **sampler_kwargs,
+            )
+        )
+    return torch.cat(out)
+
+
+def _prompt_labels(prompts, generator) -> dict[str, torch.Tensor]:
+    if isinstance(prompts, int) and not isinstance(prompts, bool):
+        return sample_labels(_check_int("prompts", prompts), generator)
+    if isinstance(prompts, dict):
+        _check_labels(prompts)
+        return {a: prompts[a] for a in ATTRIBUTE_NAMES}
+    raise TypeError(
+        "prompts must be a number of random full captions (int) or a labels dict "
+        f"attribute -> (P,) long tensor, got {type(prompts).__name__}"
+    )
+
+
+@torch.no_grad()
+def data_reference(
+    judge, prompts, n_per_prompt: int, generator: torch.Generator | None = None, size: int = 32
+) -> dict:
+    """The same measurements on *real* images of the same captions (rendered by :mod:`shapes`).
+
+    Returns ``{"n", **judge_accuracy, "diversity", **pixel_stats}``: the ceiling for accuracy
+    (the judge's own error) and the data's diversity, the value a perfect sampler would match.
+    """
+    labels_p = _prompt_labels(prompts, generator)
+    n_per_prompt = _check_int("n_per_prompt", n_per_prompt)
+    labels = {a: v.repeat_interleave(n_per_prompt) for a, v in labels_p.items()}
+    real = render(labels, generator, size=size)
+    P = labels_p["colour"].shape[0]
+    return {
+        "n": real.shape[0],
+        **judge_accuracy(judge, real, labels),
+        "diversity": diversity(real.reshape(P, n_per_prompt, *real.shape[1:])),
+        **pixel_stats(real),
+    }
+
+
+@torch.no_grad()
+def guidance_sweep(
+    models,
+    prompts,
+    gammas: Sequence[float],
+    n_per_prompt: int,
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    chunk: int | None = None,
+    keep_images: bool = False,
+    **sampler_kwargs,
+) -> list[dict]:
+    """Judge accuracy, diversity and saturation of CFG samples at each guidance scale.
+
+    Introduced in notebook 06. Every prompt is sampled ``n_per_prompt`` times; the initial
+    noise x_T is drawn once (from ``generator``) and reused for every γ, so the rows differ
+    only by the guidance scale.
+
+    Args:
+        models: :class:`~tutorial_lib.pretrained.PretrainedModels` (``encode``, ``sampler``,
+            ``unet``, ``judge``).
+        prompts: ``P``, a number of random full captions ("a large red circle in the top left")
+            drawn with ``generator``; or their labels, a dict ``attribute -> (P,)`` long tensor.
+        gammas: guidance scales γ ≥ 0 (0: the unconditional model; 1: the conditional model,
+            no guidance).
+        n_per_prompt: ``S`` ≥ 1 samples per prompt (≥ 2 for diversity).
+        steps: DDIM steps.
+        generator: the only source of randomness (labels when ``prompts`` is an int, then x_T;
+            with ``eta > 0`` the per-step noise too, re-seeded identically for every γ).
+        chunk: images per sampler call (default all ``P * S`` at once).
+        keep_images: also store ``"images"`` ``(P * S, 3, H, W)`` and ``"captions"`` in each row.
+        **sampler_kwargs: for :meth:`ConditionalDDIMSampler.sample` (``thresholding``,
+            ``guidance_rescale``, ``guidance_interval``, ``eta``, ``cfg_mode``...).
+
+    Returns:
+        One dict per γ: ``gamma``, ``n``, ``colour``, ``shape``, ``size``, ``position``, ``all``
+        (accuracies), ``diversity``, ``pixel_std``, ``frac_out_of_range``, ``sec_per_image``
+        (wall clock of the sampling), and with ``keep_images`` ``images`` and ``captions``.
+        Images are prompt-major: image ``p * S + s`` is sample ``s`` of prompt ``p``.
+    """
+    if getattr(models, "judge", None) is None:
+        raise ValueError(
+            "models.judge is needed to score the samples (load_pretrained(classifiers=True))"
+        )
+    if isinstance(gammas, (int, float)) or not isinstance(gammas, Sequence) or len(gammas) == 0:
+        raise TypeError(f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}")
+    gammas = [_check_gamma(f"gammas[{i}]", g) for i, g in enumerate(gammas)]
+    n_per_prompt = _check_int("n_per_prompt", n_per_prompt)
+    steps = _check_int("steps", steps)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    labels_p = _prompt_labels(prompts, generator)
+    P = labels_p["colour"].shape[0]
+    labels = {a: v.repeat_interleave(n_per_prompt) for a, v in labels_p.items()}
+    captions = caption_from_labels(labels)
+    cond, uncond = models.encode(captions)
+    size, channels = models.unet.config.sample_size, models.unet.config.in_channels
+    latents = torch.randn(
+        (len(captions), channels, size, size),
+        generator=generator,
+        dtype=cond.dtype,
+        device=cond.device,
+    )
+    noise_seed = None
+    if float(sampler_kwargs.get("eta", 0.0)) > 0:
+        noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    rows = []
+    for gamma in gammas:
+        g = None if noise_seed is None else torch.Generator(cond.device).manual_seed(noise_seed)
+        start = time.perf_counter()
+        images = sample_images(
+            models,
+            cond,
+            uncond,
+            gamma,
+            steps,
+            generator=g,
+            latents=latents,
+            chunk=chunk,
+            **sampler_kwargs,
+        )
+        seconds = time.perf_counter() - start
+        row = {
+            "gamma": gamma,
+            "n": images.shape[0],
+            **judge_accuracy(models.judge, images, labels),
+            "diversity": diversity(images.reshape(P, n_per_prompt, *images.shape[1:])),
+            **pixel_stats(images),
+            "sec_per_image": seconds / images.shape[0],
+        }
+        if keep_images:
+            row["images"], row["captions"] = images, captions
+        rows.append(row)
+    return rows

@@ -1,0 +1,103 @@
+"""Small matplotlib helpers shared by the notebooks: image grids and attention overlays.
+
+Introduced in notebook 03. Images are the course's tensors in ``[-1, 1]``
+(``(3, H, W)`` or ``(B, 3, H, W)``); attention maps are ``(h, w)`` grids of
+probabilities, e.g. one column of a cross-attention matrix reshaped to the
+feature map (:func:`token_attention_map`). The helpers draw into axes and return
+them; the notebook calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["to_numpy_image", "show_images", "token_attention_map", "overlay_attention"]
+
+
+def to_numpy_image(image: torch.Tensor):
+    """``(3, H, W)`` in ``[-1, 1]`` -> ``(H, W, 3)`` numpy array in ``[0, 1]`` (clamped)."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+    return ((image.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int | None = None,
+                size: float = 1.8, axes=None, fontsize: int = 8):
+    """Draw a batch ``(B, 3, H, W)`` in ``[-1, 1]`` as a grid; returns the axes (a flat list).
+
+    ``titles`` (one per image) are wrapped at spaces if long; ``axes`` reuses existing axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', images)}")
+    n = images.shape[0]
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    if axes is None:
+        ncols = min(n, ncols or 8)
+        nrows = -(-n // ncols)
+        _, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(titles)),
+                               squeeze=False)
+    axes = list(getattr(axes, "flat", axes))
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(to_numpy_image(images[i]), interpolation="nearest")
+            if titles is not None:
+                ax.set_title(_wrap(titles[i], 22), fontsize=fontsize)
+    return axes
+
+
+def token_attention_map(probs: torch.Tensor, token: int, height: int | None = None) -> torch.Tensor:
+    """The attention every image position pays to one text token, as an ``(h, w)`` grid.
+
+    ``probs`` is ``(heads, N_img, N_txt)`` (averaged over heads) or ``(N_img, N_txt)``;
+    ``N_img = h * w`` in row-major order (the U-Net's ``flatten(2)``). ``height``
+    defaults to a square map.
+    """
+    if probs.ndim == 3:
+        probs = probs.mean(0)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (heads, N_img, N_txt) or (N_img, N_txt), got {tuple(probs.shape)}")
+    n_img = probs.shape[0]
+    height = height or int(round(n_img**0.5))
+    if n_img % height:
+        raise ValueError(f"height={height} does not divide N_img={n_img}")
+    return probs[:, token].reshape(height, n_img // height)
+
+
+def overlay_attention(ax, image: torch.Tensor, attn_map: torch.Tensor, title: str | None = None,
+                      alpha: float = 0.6, cmap: str = "inferno", vmax: float | None = None):
+    """Draw ``image`` (``(3, H, W)`` in ``[-1, 1]``) in grey with ``attn_map`` ``(h, w)`` on top.
+
+    The map is upsampled to the image size with nearest neighbours (each cell is
+    one feature-map position). Colours run from 0 to ``vmax`` (default: the map's
+    maximum). Returns the ``AxesImage`` of the map (for a colour bar).
+    """
+    grey = to_numpy_image(image).mean(-1)
+    size = grey.shape
+    up = F.interpolate(attn_map.detach().float()[None, None], size=size, mode="nearest")[0, 0]
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+    vmax = float(attn_map.max()) if vmax is None else vmax
+    im = ax.imshow(up.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=vmax)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+    return im
+
+
+def _wrap(text: str, width: int) -> str:
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        if line and len(line) + 1 + len(w) > width:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    return "\n".join(lines + [line]) if line else "\n".join(lines)
