@@ -69,6 +69,32 @@ def test_denoiser_loss_goes_down_checkpoints_and_resumes(tmp_path):
     assert json.loads((out / "checkpoint_info.json").read_text())["step"] == cfg.steps
 
 
+def test_caption_attribute_loss_reads_only_mentioned_attributes():
+    from tutorial_lib import shapes
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, sum(shapes.NUM_CLASSES.values()))
+    pooled = torch.randn(4, 8)
+    labels = {k: torch.zeros(4, dtype=torch.long) for k in shapes.ATTRIBUTES}
+    none = {k: torch.zeros(4, dtype=torch.bool) for k in shapes.ATTRIBUTES}
+    assert T.caption_attribute_loss(head, pooled, labels, none).item() == 0.0
+    only_colour = {**none, "colour": torch.tensor([True, False, False, False])}
+    expected = torch.nn.functional.cross_entropy(head(pooled[:1])[:, :6], labels["colour"][:1]) / 4
+    assert torch.allclose(T.caption_attribute_loss(head, pooled, labels, only_colour), expected)
+
+
+def test_text_aux_loss_trains_and_resumes(tmp_path):
+    cfg = T.DenoiserTrainConfig(**{**TINY_DENOISER, "steps": 12, "text_aux_weight": 0.5})
+    res = T.train_denoiser(cfg, tmp_path / "b", progress=False)
+    assert _mean(res["losses"][-4:]) < _mean(res["losses"][:4])
+    T.train_denoiser(cfg, tmp_path / "a", progress=False, max_steps=10)
+    T.train_denoiser(cfg, tmp_path / "a", progress=False, resume=True)
+    wa = load_file(str(tmp_path / "a" / "final" / "unet.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "final" / "unet.safetensors"))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # the head is a training device only: nothing of it is exported
+    assert not any("aux" in f.name for f in (tmp_path / "b" / "final").iterdir())
+
+
 def test_null_condition_is_the_encoded_empty_prompt(tmp_path, monkeypatch):
     seen = []
     orig = T._Tokens.__call__
