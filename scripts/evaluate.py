@@ -110,15 +110,17 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="model folder (default: the shipped assets)")
     p.add_argument("--prompts", type=int, default=128, help="random full captions")
     p.add_argument("--seeds", type=int, default=4, help="samples per caption (diversity)")
-    p.add_argument("--gammas", type=float, nargs="+", default=[0, 1, 1.5, 2, 3, 5, 7.5, 10])
+    # The most informative γ first: the JSON is rewritten after every setting, so a partial run
+    # keeps them. The table is sorted.
+    p.add_argument("--gammas", type=float, nargs="+", default=[1, 3, 7.5, 0, 5, 2, 10, 1.5])
     p.add_argument("--variants", nargs="+", default=["plain", "dynamic+rescale"], choices=list(VARIANTS))
-    p.add_argument("--variant-gammas", type=float, nargs="+", default=None,
-                   help="γ values for the non-plain variants (default: all of --gammas)")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    p.add_argument("--variant-gammas", type=float, nargs="+", default=[3, 7.5],
+                   help="γ values for the non-plain variants")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps")
     p.add_argument("--chunk", type=int, default=128)
-    p.add_argument("--classifier-scales", type=float, nargs="*", default=[0, 1, 3, 10])
-    p.add_argument("--classifier-prompts", type=int, default=128)
-    p.add_argument("--negative-samples", type=int, default=128)
+    p.add_argument("--classifier-scales", type=float, nargs="*", default=[0, 3, 10])
+    p.add_argument("--classifier-prompts", type=int, default=64)
+    p.add_argument("--negative-samples", type=int, default=64)
     p.add_argument("--negative-gamma", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     t_load = time.perf_counter() - t_load
     judge = models.judge
     results = {
-        "config": {**vars(args), "torch": torch.__version__, "python": platform.python_version(),
+        "config": {**{k: v for k, v in vars(args).items() if k not in ("json", "markdown")}, "torch": torch.__version__, "python": platform.python_version(),
                    "machine": platform.machine(), "threads": torch.get_num_threads(),
                    "load_pretrained_s": round(t_load, 3), "eta": 0.0, "timestep_spacing": "leading"},
         "sweep": [], "classifier_guidance": [], "negative_prompt": [], "reference": {},
@@ -274,7 +276,7 @@ def to_markdown(results: dict) -> str:
             "| variant | γ | colour % | shape % | size % | position % | all % | diversity | s/img |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in results["sweep"]:
+        for r in sorted(results["sweep"], key=lambda r: (r["variant"] != "plain", r["variant"], r["gamma"])):
             lines.append(
                 f"| {r['variant']} | {r['gamma']:g} | {_pct(r['colour'])} | {_pct(r['shape'])} | "
                 f"{_pct(r['size'])} | {_pct(r['position'])} | {_pct(r['all'])} | {r['diversity']:.3f} | "
