@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     t_load = time.perf_counter() - t_load
     judge = models.judge
     results = {
-        "config": {**{k: v for k, v in vars(args).items() if k not in ("json", "markdown")}, "torch": torch.__version__, "python": platform.python_version(),
+        "config": {**{k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
+                   "torch": torch.__version__, "python": platform.python_version(),
                    "machine": platform.machine(), "threads": torch.get_num_threads(),
                    "load_pretrained_s": round(t_load, 3), "eta": 0.0, "timestep_spacing": "leading"},
         "sweep": [], "classifier_guidance": [], "negative_prompt": [], "reference": {},
@@ -239,7 +240,7 @@ def to_markdown(results: dict) -> str:
         "Numbers are measured on the machine and settings below.",
         "",
         f"- Sampler: the course's `ConditionalDDIMSampler`, {cfg['steps']} DDIM steps, η = 0, "
-        f"`timestep_spacing=\"leading\"`, two-pass CFG; torch {cfg['torch']}, {cfg['threads']} threads.",
+        f"`timestep_spacing=\"leading\"`, two-pass CFG; torch {cfg['torch']}, torch threads: {cfg['threads']}.",
         f"- Prompts: {cfg['prompts']} random full captions × {cfg['seeds']} seeds = "
         f"{cfg['prompts'] * cfg['seeds']} images per setting (seed {cfg['seed']}).",
         "- Accuracy: the judge (a separate clean-image classifier, never used for guidance) "
@@ -256,7 +257,7 @@ def to_markdown(results: dict) -> str:
         lines += ["## Training", ""]
         for name, d in info.get("models", {}).items():
             lines.append(f"- **{name}**: `{d.get('command', '?')}` — " + "; ".join(
-                f"{k.replace('_', ' ')} {v}" for k, v in d.items() if k != "command"))
+                f"{k.replace('_', ' ')} {v}" for k, v in d.items() if k not in ("command", "train_config")))
         for note in info.get("notes", []):
             lines.append(f"- {note}")
         lines.append("")

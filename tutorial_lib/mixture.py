@@ -1256,7 +1256,9 @@ class GuidanceSweep:
                  f"{self.num_inference_steps} steps; DDPM: ancestral, all T steps")
         rule = "-" * len(line(header))
         grid_err = max([r["grid_error"] or 0.0 for r in self.rows] + [0.0])
-        foot = (f"* no closed form: computed on a grid (grid error < {grid_err:.0e}). "
+        # A power of ten above the error (at least 1e-12): round-off differs between CPUs.
+        bound = 10.0 ** math.ceil(math.log10(max(grid_err, 1e-12)))
+        foot = (f"* no closed form: computed on a grid (grid error < {bound:.0e}). "
                 f"MC s.e. = std/sqrt(n) of the sample means. Time: {self.seconds:.1f} s")
         return "\n".join([title, line(header), rule, *[line(b) for b in body], foot])
 
