@@ -157,8 +157,11 @@ CONFIGS: dict[str, dict[str, dict]] = {
                  # text reaches the U-Net at 8x8 (and the middle block): half the cost of
                  # attention at 16x16 on a CPU, enough for global attributes.
                  "unet": {"attention_levels": [False, False, True]}},
-        # A learner's run: about 10 minutes on a 2-core CPU (cosine decay over the run).
-        "fast": {"steps": 1000, "batch_size": 32, "warmup_steps": 50, "lr": 1.5e-3,
+        # A learner's run: 8 min on the course's idle 2-core CPU (cosine decay over the last
+        # 900 steps). Measured 2026-11-30 (judge, 256 samples, guidance scale 3): colour 88 %,
+        # shape 67 %, position 35 %. It learns colour but not yet position: on this model
+        # position is learnt only after about 3000 steps (the full config had 99 % at step 3100).
+        "fast": {"steps": 1800, "batch_size": 32, "warmup_steps": 50, "lr": 2e-3, "decay_steps": 900,
                  "min_lr_ratio": 0.05, "ema_decay": 0.99, "checkpoint_every": 100,
                  "text_aux_weight": 0.1, "unet": {"attention_levels": [False, False, True]}},
     },
