@@ -95,6 +95,24 @@ def test_text_aux_loss_trains_and_resumes(tmp_path):
     assert not any("aux" in f.name for f in (tmp_path / "b" / "final").iterdir())
 
 
+def test_fast_config_starts_from_the_shipped_text_encoder_and_keeps_it_frozen(tmp_path):
+    from tutorial_lib.pretrained import MODELS_DIR
+
+    shipped = load_file(str(MODELS_DIR / "text_encoder.safetensors"))
+    cfg = T.get_config("denoiser", "fast")
+    _, te, _ = T.build_denoiser(cfg)
+    assert all(torch.equal(te.state_dict()[k], v) for k, v in shipped.items())
+    assert not any(p.requires_grad for p in te.parameters())
+    # a few steps at the fast config's width, tiny U-Net and images: the encoder does not move
+    small = {k: v for k, v in TINY_DENOISER.items() if k != "text_encoder"}  # the shipped encoder's shape
+    small.update(text_encoder_init="shipped", freeze_text_encoder=True, steps=3)
+    T.train_denoiser(T.DenoiserTrainConfig(**small), tmp_path / "f", progress=False)
+    after = load_file(str(tmp_path / "f" / "final" / "text_encoder.safetensors"))
+    assert all(torch.equal(after[k], v) for k, v in shipped.items())
+    with pytest.raises(ValueError, match="text_encoder_init"):
+        T.build_denoiser(T.DenoiserTrainConfig(**dict(TINY_DENOISER, text_encoder_init="hub")))
+
+
 def test_null_condition_is_the_encoded_empty_prompt(tmp_path, monkeypatch):
     seen = []
     orig = T._Tokens.__call__
