@@ -221,15 +221,12 @@ def build_denoiser(cfg: DenoiserTrainConfig):
     if cfg.text_encoder_init not in (None, "shipped"):
         raise ValueError(f"text_encoder_init must be None or 'shipped', got {cfg.text_encoder_init!r}")
     if cfg.text_encoder_init == "shipped":
-        from safetensors.torch import load_file
+        from .pretrained import load_pretrained  # verifies the files against the manifest
 
-        from .pretrained import MODELS_DIR, AssetVerificationError, verify_assets
-
-        status = verify_assets(MODELS_DIR)
-        for name in ("text_encoder.safetensors", "text_encoder_config.json"):
-            if status.get(name) != "ok":
-                raise AssetVerificationError(f"{MODELS_DIR / name} failed verification: {status.get(name)}")
-        text_encoder.load_state_dict(load_file(MODELS_DIR / "text_encoder.safetensors"))
+        # fork_rng: building the shipped U-Net must not move the global RNG that seeds ours.
+        with torch.random.fork_rng():
+            shipped = load_pretrained(classifiers=False).text_encoder
+        text_encoder.load_state_dict(shipped.state_dict())
     if cfg.freeze_text_encoder:
         text_encoder.requires_grad_(False)
     unet_kwargs = {"sample_size": cfg.image_size, "context_dim": text_encoder.config.hidden_size,
@@ -416,10 +413,11 @@ def train_denoiser(
     torch.manual_seed(cfg.seed)
     unet, text_encoder, schedule = build_denoiser(cfg)
     tokens = _Tokens(load_clip_tokenizer())
-    # The auxiliary head exists only in training (never shipped); see caption_attribute_loss.
-    aux_head = torch.nn.Linear(text_encoder.config.hidden_size, sum(shapes.NUM_CLASSES.values()))
     params = [p for p in list(unet.parameters()) + list(text_encoder.parameters()) if p.requires_grad]
+    # The auxiliary head exists only in training (never shipped); see caption_attribute_loss.
+    aux_head = None
     if cfg.text_aux_weight:
+        aux_head = torch.nn.Linear(text_encoder.config.hidden_size, sum(shapes.NUM_CLASSES.values()))
         params += list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema_unet = EMA(unet, cfg.ema_decay)
@@ -435,7 +433,7 @@ def train_denoiser(
         opt.load_state_dict(state["opt"])
         ema_unet.load_state_dict(state["ema_unet"])
         ema_text.load_state_dict(state["ema_text"])
-        if "text_aux_head" in state:
+        if aux_head is not None:
             aux_head.load_state_dict(state["text_aux_head"])
         data_gen.set_state(state["data_gen"])
         noise_gen.set_state(state["noise_gen"])
@@ -446,12 +444,15 @@ def train_denoiser(
     bf16 = _use_bf16(cfg.autocast)
 
     def checkpoint():
-        _atomic_torch_save({
+        state = {
             "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
             "opt": opt.state_dict(), "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
-            "text_aux_head": aux_head.state_dict(), "data_gen": data_gen.get_state(), "noise_gen": noise_gen.get_state(),
+            "data_gen": data_gen.get_state(), "noise_gen": noise_gen.get_state(),
             "step": step, "elapsed": elapsed,
-        }, ckpt)
+        }
+        if aux_head is not None:
+            state["text_aux_head"] = aux_head.state_dict()
+        _atomic_torch_save(state, ckpt)
 
     unet.train()
     text_encoder.train()
