@@ -7,7 +7,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-KERNEL ?= conditional-diffusion
 PORT   ?= 8888
 # Jupyter refuses to run as root (containers, CI) unless told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -20,7 +19,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-package test-notebooks bench lint format train train-fast eval clean distclean \
+.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast eval clean distclean \
         student html test-site
 
 help: ## Show this help
@@ -33,20 +32,25 @@ $(STAMP): pyproject.toml
 	  sys.exit(0 if (3, 10) <= v <= (3, 12) else "Python 3.10-3.12 is needed, found %d.%d; set PYTHON=python3.11" % v)'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# torch first and pinned: the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+	# torch first and pinned (pyproject.toml says why): pip takes the CPU wheel where one is on disk
+	# or on PIP_EXTRA_INDEX_URL (README, Troubleshooting); PyPI's Linux wheel is the large CUDA build.
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install the course package with its test extras
 
-lab: venv ## Set up (if needed), register the course kernel and open JupyterLab in notebooks/
-	$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Conditional diffusion (.venv)" >/dev/null
+lab: venv ## Set up (if needed) and open JupyterLab in notebooks/
+	# No kernel is registered: the notebooks use "python3", which JupyterLab started from .venv
+	# resolves to .venv's own kernel (JUPYTER_PREFER_ENV_PATH puts the venv before ~/.local).
 	# Bound to localhost, token authentication left on (the URL with the token is printed below).
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT)
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT)
 
 test: venv ## Set up (if needed), run the package tests and execute every notebook with nbval
 	$(TEST_ENV) $(PY) -m pytest -q tests notebooks $(NBVAL_OPTS)
+
+test-determinism: venv ## The notebooks once more with one thread: stored outputs must not depend on the thread count
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(TEST_ENV) $(PY) -m pytest -q notebooks $(NBVAL_OPTS)
 
 test-package: venv ## Only the package tests (fast)
 	$(TEST_ENV) $(PY) -m pytest -q tests

@@ -4,6 +4,11 @@ Usage:  .venv/bin/python scripts/execute_notebooks.py [notebooks/NN_name.ipynb .
 With no argument every numbered notebook is executed. Run this after changing a
 notebook or the package code it shows, then commit the notebooks.
 The environment matches `make test`: offline (figures use the kernel's inline backend).
+
+Widgets are stored as what a viewer without a live kernel can show: the figure (an ordinary image
+output, see tutorial_lib.widgets) and the controls' plain-text note. The widget-view outputs and the
+widget state are dropped, so a freshly opened notebook never shows "model not found"; running the
+cell brings the controls back. (nbval ignores widget-view data, so the stored note is what it compares.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,22 @@ OFFLINE_ENV = {
 }
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_widget_views(nb: nbformat.NotebookNode) -> int:
+    """Drop widget-view data (and the notebook's widget state) in place; return how many were dropped."""
+    dropped = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                del output["data"][WIDGET_VIEW]
+                output["data"].setdefault("text/plain", "[interactive controls: run this cell to use them]")
+                dropped += 1
+    nb.metadata.pop("widgets", None)
+    return dropped
+
+
 def execute(path: Path, timeout: int = 300) -> float:
     """Execute one notebook in place with the current interpreter's kernel; return seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -35,6 +56,7 @@ def execute(path: Path, timeout: int = 300) -> float:
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    strip_widget_views(nb)
     nbformat.write(nb, path)
     return elapsed
 

@@ -348,3 +348,20 @@ def test_guidance_sweep_on_the_shipped_models():
         load_pretrained(), 1, [0, 3], 2, steps=2, generator=torch.Generator().manual_seed(0)
     )
     assert len(rows) == 2 and all(r["n"] == 2 for r in rows)
+
+
+def test_wilson_interval_known_values_and_edges():
+    from tutorial_lib.evaluation import wilson_interval
+
+    low, high = wilson_interval(12, 32)  # scipy.stats.binomtest(12, 32).proportion_ci(method="wilson")
+    assert abs(low - 0.229339) < 1e-5 and abs(high - 0.547456) < 1e-5
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 10)[1] > 0 and wilson_interval(10, 10)[0] < 1
+    narrow, wide = wilson_interval(50, 100, 0.9), wilson_interval(50, 100, 0.99)
+    assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+    with pytest.raises(TypeError, match="n must be an int"):
+        wilson_interval(1, 2.0)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 2, 1.0)

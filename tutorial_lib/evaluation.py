@@ -49,6 +49,7 @@ __all__ = [
     "sample_images",
     "data_reference",
     "guidance_sweep",
+    "wilson_interval",
 ]
 
 #: The attributes the judge scores, in the order of :data:`tutorial_lib.shapes.ATTRIBUTES`.
@@ -118,6 +119,42 @@ def _check_gamma(name: str, value) -> float:
 
 
 # ----------------------------------------------------------------------------- measurements
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``successes / n`` (Wilson 1927).
+
+    Used wherever a notebook reports a proportion from a small sample ("12 of 32 samples are
+    red"), so the reader sees how far the true rate could be from the measured one:
+
+        p̂ = k/n,  z = Φ⁻¹(1 − (1 − confidence)/2),
+        centre = (p̂ + z²/2n) / (1 + z²/n),
+        half   = z √(p̂(1 − p̂)/n + z²/4n²) / (1 + z²/n).
+
+    Unlike the normal approximation p̂ ± z√(p̂(1−p̂)/n) it stays inside [0, 1] and is not empty at
+    k = 0 or k = n.
+
+    Args:
+        successes: the count k, ``0 <= k <= n``.
+        n: the sample size, ``n >= 1``.
+        confidence: the coverage, in ``(0, 1)``.
+
+    Returns:
+        ``(low, high)``, both in ``[0, 1]``.
+    """
+    for name, value in (("successes", successes), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need n >= 1 and 0 <= successes <= n, got successes={successes}, n={n}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - (1 - float(confidence)) / 2)).item()
+    p_hat = successes / n
+    denominator = 1 + z * z / n
+    centre = (p_hat + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p_hat * (1 - p_hat) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @torch.no_grad()
