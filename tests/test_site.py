@@ -2,8 +2,10 @@
 
 The build is tested on small synthetic notebooks (fast, no browser). The browser
 test runs the real checker in headless Chromium on a synthetic site, including a
-page with a planted console error that it must report; it is skipped when
-Chromium is not installed (``make test-site`` installs it and checks the course).
+page with a planted console error that it must report, and a page pointing at the
+MathJax CDN whose request it must report and block; formulas are checked as typeset
+only where a local MathJax (libjs-mathjax) exists. The browser tests are skipped when
+Chromium or Playwright is missing (``make test-site`` installs Chromium and checks the course).
 """
 
 from __future__ import annotations
@@ -119,8 +121,21 @@ def test_mathjax_modes(notebooks, tmp_path, monkeypatch):
     assert not (tmp_path / "local" / "_static/mathjax/unpacked").exists()
 
 
-@pytest.mark.skipif(check_site.find_chromium() is None,
-                    reason="Chromium is not installed (make test-site installs it)")
+def _browser_missing() -> str | None:
+    if check_site.find_chromium() is None:
+        return "Chromium is not installed (make test-site installs it)"
+    return check_site.playwright_missing()
+
+
+def test_checked_site_never_points_at_the_cdn(monkeypatch, tmp_path):
+    """The site checked offline uses a local MathJax or none, never the CDN (it could only fail)."""
+    monkeypatch.setattr(build_site, "find_mathjax", lambda: None)
+    assert check_site.mathjax_mode() == "none"
+    monkeypatch.setattr(build_site, "find_mathjax", lambda: tmp_path)
+    assert check_site.mathjax_mode() == "local"
+
+
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_browser_check_passes_a_good_site_and_reports_a_console_error(notebooks, tmp_path):
     broken = _notebook("03", "Broken", extra_outputs=[
         new_output("display_data", data={"text/html": "<script>console.error('planted error')</script>",
@@ -128,11 +143,25 @@ def test_browser_check_passes_a_good_site_and_reports_a_console_error(notebooks,
     ])
     nbformat.write(broken, notebooks[0].parent / "03_broken.ipynb")
     out = tmp_path / "html"
-    chapters = build_site.build(out, "auto", [*notebooks, notebooks[0].parent / "03_broken.ipynb"])
+    mode = check_site.mathjax_mode()  # local MathJax with libjs-mathjax, else none
+    chapters = build_site.build(out, mode, [*notebooks, notebooks[0].parent / "03_broken.ipynb"])
     rows = {r["page"]: r for r in check_site.check(out, chapters, check_site.find_chromium(), timeout=60)}
     assert set(rows) == {"index.html", "00_welcome.html", "01_conditioning.html", "02_last.html", "03_broken.html"}
     for page in ("index.html", "00_welcome.html", "01_conditioning.html", "02_last.html"):
         assert rows[page]["problems"] == [], (page, rows[page]["problems"])
         assert page == "index.html" or rows[page]["figures"] == "1/1"
+        # Formulas typeset only where a local MathJax was copied in; otherwise left as LaTeX.
+        if page != "index.html":
+            assert (rows[page]["math"] > 0) == (mode == "local"), (page, mode, rows[page]["math"])
+            assert rows[page]["raw_math"] == (mode == "none"), (page, mode)
     assert any("planted error" in p for p in rows["03_broken.html"]["problems"])
     assert rows["01_conditioning.html"]["title"].startswith("01 · Conditioning")
+
+
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_browser_check_reports_and_blocks_a_request_leaving_the_server(notebooks, tmp_path):
+    out = tmp_path / "html"
+    chapters = build_site.build(out, "cdn", notebooks[:1])
+    rows = check_site.check(out, chapters, check_site.find_chromium(), timeout=30)
+    page = next(r for r in rows if r["page"] == "00_welcome.html")
+    assert any(p.startswith("external request: https://cdnjs") for p in page["problems"]), page["problems"]
