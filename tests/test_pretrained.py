@@ -1,9 +1,11 @@
 """Shipped weights: loading, sha256 verification, clear errors for tampered or truncated files."""
 
+import os
 import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tutorial_lib import pretrained as P
 from tutorial_lib import train as T
@@ -126,3 +128,56 @@ def test_shipped_assets_verify_and_load():
     assert m.unet.config.sample_size >= 24
     for p in P.MODELS_DIR.iterdir():
         assert p.suffix in (".safetensors", ".json", ".sha256"), p.name
+
+
+def _flip_byte_keep_stat(path, offset=-10):
+    """Modify one byte in place, keeping the size and restoring the modification time."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_file_changed_after_a_load_fails_in_the_same_process(tiny_models, tmp_path):
+    # No hash cache may hide a change, even one that keeps the size and the mtime.
+    folder = _copy(tiny_models, tmp_path)
+    P.load_pretrained(folder)
+    _flip_byte_keep_stat(folder / "unet.safetensors")
+    with pytest.raises(P.AssetVerificationError, match="unet.safetensors: sha256 mismatch"):
+        P.load_pretrained(folder)
+    assert P.verify_assets(folder)["unet.safetensors"].startswith("sha256 mismatch")
+
+
+def test_loaded_weights_are_the_files_and_do_not_map_them(tiny_models, tmp_path):
+    folder = _copy(tiny_models, tmp_path)
+    m = P.load_pretrained(folder)
+    for module, name in ((m.unet, "unet"), (m.text_encoder, "text_encoder"), (m.judge, "judge")):
+        stored = load_file(str(folder / f"{name}.safetensors"))
+        state = module.state_dict()
+        assert stored.keys() <= state.keys()
+        for key, tensor in stored.items():
+            assert torch.equal(state[key], tensor), (name, key)
+        assert not any(t.is_meta for t in state.values())
+    before = {k: v.clone() for k, v in m.unet.state_dict().items()}
+    path = folder / "unet.safetensors"
+    path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))  # the file changes under the model
+    assert all(torch.equal(v, before[k]) for k, v in m.unet.state_dict().items())
+
+
+def test_loading_does_not_move_the_global_rng(tiny_models):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    P.load_pretrained(tiny_models)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_mis_shaped_weights_fail_naming_the_file_without_verification(tiny_models, tmp_path):
+    folder = _copy(tiny_models, tmp_path)
+    cfg = folder / "unet_config.json"
+    cfg.write_text(cfg.read_text().replace('"base_channels": 8', '"base_channels": 16'))
+    with pytest.raises(P.AssetVerificationError, match=r"unet\.safetensors does not match its config"):
+        P.load_pretrained(folder, verify=False)
