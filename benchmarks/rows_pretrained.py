@@ -1,0 +1,83 @@
+"""Benchmark rows for ``tutorial_lib.pretrained.load_pretrained()`` (notebooks 00, 03-08).
+
+``rows()`` returns dicts with keys ``name``, ``value``, ``unit``, ``note`` (and
+``budget_units``, which ``benchmarks/run.py`` checks):
+
+- ``load_pretrained()`` in a fresh Python process: seconds from before the first import to
+  the loaded models (interpreter start-up excluded), median of 5 processes; split into
+  ``import torch``, importing ``transformers``' CLIP classes, and the rest (the course's
+  modules and the load itself). Budget: 2 s on a machine whose unit is 140 ms, i.e.
+  ≤ 14.3 units.
+- the same call again in that process, after the imports (what a notebook pays: every
+  notebook has imported torch and transformers before it loads the models).
+
+Run: ``python benchmarks/rows_pretrained.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_UNITS = 2.0 / 0.140
+PROCESSES = 5
+PROGRAM = """
+import json, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+from transformers import CLIPTextModel, CLIPTokenizer
+t2 = time.perf_counter()
+from tutorial_lib.pretrained import load_pretrained
+load_pretrained()
+t3 = time.perf_counter()
+load_pretrained()
+t4 = time.perf_counter()
+print(json.dumps({"total": t3 - t0, "torch": t1 - t0, "transformers": t2 - t1, "rest": t3 - t2,
+                  "again": t4 - t3}))
+"""
+
+
+def fresh_process_times(processes: int = PROCESSES) -> list[dict]:
+    """One dict of seconds per fresh process (see ``PROGRAM``)."""
+    runs = []
+    for _ in range(processes):
+        out = subprocess.run([sys.executable, "-c", PROGRAM], cwd=ROOT, capture_output=True, text=True,
+                             check=True, timeout=300)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def rows() -> list[dict]:
+    runs = fresh_process_times()
+    med = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    return [
+        {
+            "name": "load_pretrained() in a fresh process",
+            "value": round(med["total"], 3),
+            "unit": "s",
+            "budget_units": round(BUDGET_UNITS, 1),
+            "note": f"median of {len(runs)} processes, first import to loaded models: import torch "
+            f"{med['torch']:.2f} s, transformers' CLIP classes {med['transformers']:.2f} s, the rest "
+            f"(course modules + verify + build + tokenizer) {med['rest']:.2f} s; budget 2 s at 140 ms/unit",
+        },
+        {
+            "name": "load_pretrained() again, after the imports",
+            "value": round(med["again"], 3),
+            "unit": "s",
+            "note": "same processes, second call: sha256 of every file it uses (no cache), build on the "
+            "meta device, tokenizer; what a notebook pays",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    for row in rows():
+        print(f"{row['name']:<45} {row['value']:>8} {row['unit']:<4} {row['note']}")
+    print(f"({time.perf_counter() - start:.1f} s)")
