@@ -20,7 +20,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast eval clean distclean \
-        student html test-site
+        student html test-site test-lab
 
 help: ## Show this help
 	@echo "Conditional diffusion course. Targets:"
@@ -44,6 +44,8 @@ lab: venv ## Set up (if needed) and open JupyterLab in notebooks/
 	# No kernel is registered: the notebooks use "python3", which JupyterLab started from .venv
 	# resolves to .venv's own kernel (JUPYTER_PREFER_ENV_PATH puts the venv before ~/.local).
 	# Bound to localhost, token authentication left on (the URL with the token is printed below).
+	# Widget state is saved with the notebook (saveState), so a reopened notebook shows its controls.
+	$(PY) scripts/check_lab.py --write-settings
 	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) $(ALLOW_ROOT)
 
 test: venv ## Set up (if needed), run the package tests and execute every notebook with nbval
@@ -85,8 +87,11 @@ html: venv ## Static site of the executed course in build/html/ (stored outputs;
 test-site: venv ## Build the site and check every page in headless Chromium (apt-get installs chromium if missing)
 	$(TEST_ENV) $(PY) scripts/check_site.py --install
 
+test-lab: venv ## Run notebooks 06 and 08 in JupyterLab in headless Chromium, use their widgets (apt-get installs chromium if missing)
+	$(TEST_ENV) $(PY) scripts/check_lab.py --install
+
 clean: ## Remove caches and build outputs (keeps .venv and students' work in build/student)
-	rm -rf build/html dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf build/html build/lab dist *.egg-info .pytest_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -name .ipynb_checkpoints -type d -exec rm -rf {} +
 
