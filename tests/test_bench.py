@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,8 @@ def test_measure_unit_is_the_median_after_warm_up(bench):
 def test_reference_workload_runs(bench):
     forward = bench.reference_workload()
     forward()  # one U-Net forward at batch 16 (~0.1 s on 2 cores)
+    threads = torch.get_num_threads()
+    assert bench.measure_one_thread_unit(forward) > 0 and torch.get_num_threads() == threads
 
 
 def _report(bench):
@@ -80,7 +83,9 @@ def test_units_budgets_and_tables(bench):
     assert "| 01_b | 50.0 | 500 | 600 | NO | ok |" in text
     assert "| 00_a widget w: first / again | 0.50 / 0.25 | 5.0 / 2.5 |" in text
     assert "ValueError: x" in text and "**whole course** | **80.0** | **800**" in text
-    assert "10.0 (≤ 14.3: yes)" in text
+    assert "10.0 (≤ 14.3: yes)" in text and "With 1 thread" not in text
+    report["unit"]["one_thread_s"] = 0.15
+    assert "With 1 thread (the widgets' count, not used for units): 0.150 s." in bench.markdown(report)
     report["rows"][2]["value"] = float("nan")  # a failed row
     assert json.loads(json.dumps(bench.json_safe(report), allow_nan=False))["rows"][2]["value"] is None
 
@@ -129,3 +134,5 @@ def test_widget_rows_are_timed_after_the_notebook(bench, tmp_path):
     assert result["seconds"] < row["first_s"] + row["again_s"]  # the refreshes are not the notebook's time
     plain = bench.time_notebook(_notebook(tmp_path / "01_plain.ipynb", ["x = 1"]))
     assert plain["status"] == "ok" and plain["widgets"] == []
+    broken = bench.time_notebook(_notebook(tmp_path / "02_broken.ipynb", ["x = 1", "1 / 0", "y = 2"]))
+    assert broken["status"] == "error in cell 1: ZeroDivisionError" and broken["widgets"] == []
