@@ -89,9 +89,15 @@ def cfg_combine(
     *negative prompt* is nothing more than passing its prediction as
     ``eps_uncond``. Introduced in notebook 06.
 
-    Attribution: the ``guidance_type == "classifier-free"`` wrapper that seed
-    002 credits to k-diffusion is DPM-Solver's ``model_wrapper`` (Lu et al.
-    2022); k-diffusion's samplers take an already guided denoiser.
+    At each noise level ε̃ is (in ε units) the score of p_t(x | c)^γ p_t(x)^(1−γ).
+    That holds per step only: for γ ≠ 0, 1 the final samples do not follow
+    p(x | c)^γ p(x)^(1−γ), and DDIM and DDPM disagree about what they follow
+    (notebook 06 §4 measures both on an exact mixture).
+
+    Attribution: the ``guidance_type == "classifier-free"`` wrapper that one of
+    the course's source posts credits to k-diffusion is DPM-Solver's
+    ``model_wrapper`` (Lu et al. 2022); k-diffusion's samplers take an already
+    guided denoiser.
 
     Args:
         eps_uncond: ε_u, shape ``(B, ...)``.
@@ -121,7 +127,10 @@ def combine_weighted_prompts(
     ``AND``, each with its own weight): each sub-prompt pulls along its own
     difference direction, so "a red circle AND a blue square" composes two
     concepts, and a negative weight pushes *away* from a concept. With K = 1
-    and w = 1 it is ``cfg_combine``. Introduced in notebook 07.
+    and w = 1 it is ``cfg_combine``. At each noise level ε̃ is the score of
+    p_t(x) Π_k p_t(c_k | x)^(w_k γ), a product of experts; as for CFG, the final
+    samples do not follow the product of the clean densities. Introduced in
+    notebook 07.
 
     Args:
         eps_uncond: ε_u, shape ``(B, ...)``.
@@ -169,7 +178,7 @@ def combine_weighted_prompts(
 def rescale_noise_cfg(
     noise_cfg: torch.Tensor, noise_pred_text: torch.Tensor, guidance_rescale: float = 0.0
 ) -> torch.Tensor:
-    """Guidance rescale (Lin et al. 2023, "Common Diffusion Noise Schedules …", §3.4, eqs. 15-17).
+    """Guidance rescale (Lin et al., WACV 2024, "Common Diffusion Noise Schedules …", §3.4, eqs. 15-17).
 
     Large γ inflates the standard deviation of ε̃; rescaling brings it back to
     that of the conditional prediction, then mixes by φ = ``guidance_rescale``:
@@ -324,7 +333,10 @@ def classifier_guided_eps(
         ε̃ = ε − √(1 − ᾱ_t) · s · ∇_{x_t} log p(y | x_t)
 
     Since ε̂ = −√(1 − ᾱ_t) ∇ log p(x_t), this adds s · ∇ log p(y | x_t) to the
-    score: sampling from p(x_t) p(y | x_t)^s. Introduced in notebook 05.
+    score: at this noise level, the score of p_t(x_t) p_t(y | x_t)^s. For s = 1
+    with an exact classifier the sampler then samples p(x | y); for s ≠ 1 the
+    samples do not follow p(x) p(y | x)^s (the tilted noised densities are not
+    one diffusion; notebook 06 §4). Introduced in notebook 05.
 
     Args:
         eps: ε̂, shape ``(B, ...)``.
@@ -367,8 +379,8 @@ def in_guidance_interval(t, interval: tuple[float, float] | None) -> bool:
     """Whether timestep ``t`` lies in the closed interval [t_lo, t_hi] (``None``: always).
 
     Kynkäänniemi et al. (2024) apply guidance only in a middle range of noise
-    levels: early (noisy) steps guided hard collapse diversity, late steps
-    gain nothing. Introduced in notebook 06.
+    levels: on ImageNet they found that early (noisy) steps guided hard
+    collapse diversity and late steps gain little. Introduced in notebook 06.
     """
     t = _check_real("t", t)
     if interval is None:

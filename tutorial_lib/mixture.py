@@ -1376,7 +1376,11 @@ def guidance_interval_demo(
     ``interval[0] <= t <= interval[1]`` (:math:`\gamma = 1`, the conditional prediction,
     elsewhere) -- and returns the fraction of samples nearest to each mode of class ``c``.
     With the defaults the interval (80, 250) is :math:`\sigma_t = \sqrt{(1-\bar\alpha_t)/\bar\alpha_t}`
-    from about 0.28 (Kynkäänniemi et al.'s lower end for EDM2) to about 1.
+    from about 0.28 (Kynkäänniemi et al.'s lower end for EDM2) to about 1. With the
+    defaults (DDIM, ``n = 4000``) the interval run's proportions equal the unguided
+    run's to three decimals (one sample in 4000 changes mode): by ``t = 250``
+    nearly every trajectory has chosen its mode, so guidance inside the interval
+    acts almost only *within* the modes (notebook 06 measures that).
 
     Args:
         mixture: default :func:`interval_demo_mixture`.

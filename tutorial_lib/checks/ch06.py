@@ -8,7 +8,7 @@
   conditional prediction as the base (which is scale γ + 1), the base forgotten, the
   scale ignored, a normalised average.
 * ``check_rescale_noise_cfg(my_rescale)``: guidance rescale
-  ``my_rescale(noise_cfg, noise_pred_text, guidance_rescale)`` (Lin et al. 2023, eqs.
+  ``my_rescale(noise_cfg, noise_pred_text, guidance_rescale)`` (Lin et al., WACV 2024, eqs.
   15-17), checked against ``tutorial_lib.guidance.rescale_noise_cfg`` (which equals
   diffusers'). Recognised mistakes: one standard deviation for the whole batch
   instead of one per sample, a std per channel, the ratio inverted, φ and 1 − φ
