@@ -403,7 +403,9 @@ def train_denoiser(
     ``unet.safetensors`` (EMA weights), ``text_encoder.safetensors`` (EMA),
     ``unet_config.json``, ``text_encoder_config.json``, ``schedule.json`` and
     ``train_config.json``. ``max_steps`` stops early (tests) without changing
-    the learning-rate schedule.
+    the learning-rate schedule. It sets torch's thread count to
+    ``cfg.num_threads`` for the whole process and leaves it so (pass
+    ``num_threads=torch.get_num_threads()`` to keep the caller's).
     """
     from .text import load_clip_tokenizer
 

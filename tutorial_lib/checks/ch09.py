@@ -8,8 +8,8 @@
   ``torch.rand(...) < p_uncond``), applied after encoding; because the encoder
   is applied row by row, dropping the *caption* and dropping the *encoding* give
   the same context (the tests check it). Recognised mistakes: zeros instead of
-  the encoded "" (SD 1/2 and the course's model are trained with enc(""), not
-  zeros), the comparison inverted (dropping 1 − p of the rows), the whole batch
+  the encoded "" (SD 1/2 and the course's model are trained with enc(""); SDXL
+  with zeros; a model should be sampled with the null it was trained with), the comparison inverted (dropping 1 − p of the rows), the whole batch
   dropped or kept, the null context not broadcast to every dropped row.
 
 The contexts are encodings of real captions by a small, randomly initialised
@@ -81,8 +81,9 @@ def _diagnose(case: Case, got: torch.Tensor) -> str | None:
     drop = (u < p).view(-1, *([1] * (context.ndim - 1)))
     if torch.allclose(got, torch.where(drop, torch.zeros_like(context), context)):
         return (
-            "you used zeros for the dropped rows. The null condition of SD 1/2 and of this course's "
-            'model is the ENCODED empty prompt "", a non-zero tensor: use null_context.'
+            "you used zeros for the dropped rows. Train with the null condition the model will be "
+            'sampled with: for SD 1/2 and this course\'s model that is the ENCODED empty prompt "", a '
+            "non-zero tensor (SDXL was trained with zeros instead): use null_context."
         )
     if torch.allclose(got, reference_condition_dropout(context, null, u, 1 - p)) or torch.allclose(
         got, torch.where(~drop, null.expand_as(context), context)
