@@ -183,8 +183,11 @@ class AdaptiveGroupNorm(nn.Module):
     :math:`W, w_0` is zero-initialised, so at initialisation the layer is a plain
     GroupNorm and the condition has no effect until training moves it.
 
-    Introduced in notebook 01; the ResBlocks of notebook 04 inject the timestep
-    this way (the seed's ``h = norm2(h) * (1 + scale) + shift``).
+    Introduced in notebook 01; the course's ResBlocks (notebook 04) inject the
+    timestep this way, as ADM (Dhariwal & Nichol 2021) and Imagen do. Stable
+    Diffusion 1.x/2.x/SDXL do not: their ResBlocks *add* a projection of the time
+    embedding as a per-channel bias before the second GroupNorm (diffusers'
+    ``ResnetBlock2D`` with ``time_embedding_norm="default"``), i.e. ``GN(h + W tau)``.
 
     Args:
         num_channels: ``C``, the channel count of ``h``.

@@ -2,7 +2,8 @@ r"""One small task solved three ways: the conditioning paradigms of notebook 01,
 
 Introduced in notebook 01 (conditioning paradigms).
 
-**The task ("paint by tokens").** An 8x8 RGB image is split into four quadrants.
+**The task ("paint by tokens").** An ``S x S`` RGB image (``S = 8`` by default; notebook 01
+uses ``S = 4``, quadrants of 2x2 pixels) is split into four quadrants.
 A condition is a short list of *tokens*, each a (colour, quadrant) pair such as
 ``("red", "top left")``; one to three objects, in distinct quadrants, listed in a
 random order and padded to three tokens with a ``<pad>`` token. The clean image
@@ -22,8 +23,9 @@ tokens enter:
 - ``"adagn"``: the averaged vector is added to the time embedding and enters every
   :class:`~tutorial_lib.conditioning.AdaptiveGroupNorm` as a per-channel scale and shift;
 - ``"cross_attention"``: every pixel attends over the token sequence
-  (:class:`~tutorial_lib.attention.CrossAttention`); time still enters by AdaGN,
-  which is Stable Diffusion's hybrid.
+  (:class:`~tutorial_lib.attention.CrossAttention`), as Stable Diffusion reads its text;
+  time still enters by AdaGN (the course's choice, ADM's; Stable Diffusion adds the time
+  embedding as a per-channel bias instead).
 
 Averaging ``colour + quadrant`` embeddings keeps *which colours* and *which
 quadrants* occur but not *which colour goes where*; notebook 01 measures what that
