@@ -12,7 +12,7 @@ The pipeline of a Stable-Diffusion-style model, and where each step lives here::
              --both------->  (prompt_embeds, negative_prompt_embeds)   encode_prompt
                              SDXL: (B, 77, 768 + 1280) + pooled (B, 1280)  encode_prompt_dual
 
-Facts the course teaches from this module (and that the seed article got wrong):
+Facts the course teaches from this module (each one often stated wrongly):
 
 * The CLIP tokenizer is a byte-level BPE with 49408 ids; ``"a cat"`` is
   ``[49406, 320, 2368, 49407]`` (start, "a", "cat", end), padded to 77. SD 1.x's
@@ -459,8 +459,8 @@ def real_encoder_sizes() -> list[dict]:
 
     Introduced in notebook 02. No download: the architectures are built with
     ``build_on_meta`` from ``clip_vit_l14_text_config()``, ``openclip_bigg14_text_config()``
-    and ``t5_v1_1_xxl_encoder_config()``. These are the text towers only (the seed's
-    table mixed in the whole CLIP model or the whole encoder-decoder T5).
+    and ``t5_v1_1_xxl_encoder_config()``. These are the text towers only (tables of "encoder sizes"
+    often give the whole CLIP model or the whole encoder-decoder T5 instead).
 
     Returns:
         One dict per encoder with keys ``name``, ``model_class``, ``params`` (int),
