@@ -65,8 +65,8 @@ def _check_positive_int(name: str, value) -> int:
 class CrossAttention(nn.Module):
     """Multi-head attention whose queries come from ``x`` and keys/values from ``context``.
 
-    Introduced in notebook 03 (the seed's ``CrossAttention``, with masks, heads
-    of any width and two equal computation paths).
+    Introduced in notebook 03: a ``CrossAttention`` with key padding masks, heads
+    of any width and two equal computation paths.
 
     Args:
         query_dim: width of the image tokens ``x``.
@@ -78,7 +78,7 @@ class CrossAttention(nn.Module):
             (which must then divide evenly). Inner width is ``h * d``.
         dropout: dropout on the attention probabilities and on the output
             projection (training only).
-        residual: return ``x + out`` (the seed's design) instead of ``out``.
+        residual: return ``x + out`` (a pre-norm residual, as in a transformer layer) instead of ``out``.
         norm: apply ``LayerNorm`` to ``x`` before computing ``Q`` (pre-norm).
         attention_path: ``"sdpa"`` (default, fast) or ``"math"`` (explicit).
 
