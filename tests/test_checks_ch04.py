@@ -46,7 +46,7 @@ def test_map_stub_is_not_implemented():
         (lambda t, x: t.transpose(1, 2).reshape(x.shape), "channel count from the tokens"),
         (lambda t, x: t.reshape(x.shape[0], x.shape[2], x.shape[3], -1), "channels first"),
     ],
-    ids=["reshape-only", "seed-bug-in-channels", "channels-last"],
+    ids=["reshape-only", "input-channels-bug", "channels-last"],
 )
 def test_map_names_planted_mistakes(mistake, message):
     with pytest.raises(ExerciseCheckFailed, match=message):

@@ -2,18 +2,20 @@ r"""The building blocks of the conditional U-Net: ResBlock and ConditionedResBlo
 
 Introduced in notebook 04.
 
-A :class:`ConditionedResBlock` is the seed's design, fixed and made configurable::
+A :class:`ConditionedResBlock` is the block of a text-to-image U-Net::
 
     x ─ ResBlock(time by scale/shift) ─ flatten ─ self-attn ─ cross-attn ─ feed-forward ─ unflatten
         (B,C_in,H,W) -> (B,C_out,H,W)   (B,HW,C_out), each a pre-norm residual  -> (B,C_out,H,W)
 
-The time embedding enters through adaptive GroupNorm (paradigm 2 of notebook 01);
-the text enters through cross-attention (paradigm 3, notebook 03).
+The time embedding enters through adaptive GroupNorm (paradigm 2 of notebook 01: a
+per-channel scale and shift, the course's choice after ADM; Stable Diffusion's
+``ResnetBlock2D`` adds a per-channel bias instead, notebook 04 compares them); the text
+enters through cross-attention (paradigm 3, notebook 03).
 
-Fixed with respect to the seed: the seed reshapes the tokens back with the
-*input* channel count ``C`` (``reshape(B, C, H, W)``), which breaks (or silently
-scrambles) whenever ``in_channels != out_channels``; here the tokens have
-``out_channels`` features and are reshaped with that.
+A common bug (notebook 04 §5): reshaping the tokens back with the block's *input*
+channel count ``C`` (``reshape(B, C, H, W)``), which breaks (or silently scrambles)
+whenever ``in_channels != out_channels``; here the tokens have ``out_channels``
+features and are reshaped with that.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _check_time_emb(time_emb, batch: int, time_dim: int) -> None:
 
 
 class ResBlock(nn.Module):
-    r"""A residual block with the timestep injected by scale/shift (AdaGN).
+    r"""A residual block with the timestep injected by scale/shift (AdaGN, as in ADM).
 
     .. math::
         h = \mathrm{Conv}_1(\mathrm{SiLU}(\mathrm{GN}(x))),\quad
@@ -62,7 +64,9 @@ class ResBlock(nn.Module):
         y = \mathrm{skip}(x) + h
 
     where :math:`\tau` is the time embedding and ``skip`` is a 1×1 conv when
-    ``in_ch != out_ch`` (identity otherwise). Introduced in notebook 04.
+    ``in_ch != out_ch`` (identity otherwise). Introduced in notebook 04, which also runs
+    diffusers' ``ResnetBlock2D``: Stable Diffusion's block replaces the AdaGN line by
+    :math:`\mathrm{GN}(h + W\,\mathrm{SiLU}(\tau))`, a per-channel bias.
 
     Shapes: ``x`` ``(B, in_ch, H, W)``, ``time_emb`` ``(B, time_dim)`` ->
     ``(B, out_ch, H, W)``.
@@ -190,7 +194,7 @@ class ConditionedResBlock(nn.Module):
         h = self.resblock(x, time_emb)  # (B, out_ch, H, W)
         if not self.use_attention:
             return h
-        b, c, height, width = h.shape  # c == out_ch, not in_ch (the seed's bug)
+        b, c, height, width = h.shape  # c == out_ch, not in_ch (the classic bug)
         tokens = h.flatten(2).transpose(1, 2)  # (B, H*W, out_ch)
         tokens = self.self_attn(tokens)
         tokens = self.cross_attn(tokens, context, key_padding_mask)

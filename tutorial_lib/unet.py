@@ -17,8 +17,10 @@ Layout at the defaults (32×32 RGB, ``channel_mults=(1, 2, 2)``)::
     up 0:   ConditionedResBlock 64+32->32 (no attention)       32×32
     GroupNorm, SiLU, conv_out 32->3 (zero-initialised: the model predicts 0 at init)
 
-The time embedding (sinusoidal + MLP) goes to every ResBlock by scale/shift; the
-text embeddings go to every attention-enabled block by cross-attention.
+The time embedding (sinusoidal + MLP) goes to every ResBlock by scale/shift (AdaGN,
+the course's choice after ADM; Stable Diffusion's U-Net adds it as a per-channel bias
+instead, see notebook 04); the text embeddings go to every attention-enabled block by
+cross-attention.
 """
 
 from __future__ import annotations

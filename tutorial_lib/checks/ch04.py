@@ -3,7 +3,7 @@
 * ``check_tokens_to_map(my_tokens_to_map)``: turn the attention part's tokens
   ``(B, H*W, C_out)`` back into a feature map ``(B, C_out, H, W)``, the inverse of
   ``h.flatten(2).transpose(1, 2)``, taking the channel count from the tokens and not
-  from the block's input ``x_in`` ``(B, C_in, H, W)`` (the seed article's bug).
+  from the block's input ``x_in`` ``(B, C_in, H, W)`` (the source post's bug, notebook 04 §5).
 * ``check_x0_from_eps(my_x0_from_eps)``: the predicted clean image
   ``x̂_0 = (x_t - sqrt(1 - ᾱ) ε̂) / sqrt(ᾱ)`` for a float ᾱ or one ᾱ per example
   ``(B,)``, as :meth:`tutorial_lib.schedule.NoiseSchedule.predict_x0` computes it.
