@@ -56,7 +56,7 @@ def _mistake(**kw):
     [
         (_mistake(sqrt_x0=False), "you divided by ᾱ_t, not by its square root"),
         (_mistake(sqrt_prev=False), "you multiplied by ᾱ', not by its square root"),
-        (_mistake(seed_dir=True), "the seed article's"),
+        (_mistake(eta_sq_dir=True), "a known published mistake"),
         (_mistake(dir_minus_sigma=False), "must be taken out of the direction term"),
         (_mistake(add_noise=False), r"\+ σ_t · noise"),
         (_mistake(sigma="variance"), "is the square root of"),
@@ -70,7 +70,7 @@ def _mistake(**kw):
     ids=[
         "no-sqrt-x0",
         "no-sqrt-prev",
-        "seed-direction",
+        "eta-squared-direction",
         "sigma-not-removed",
         "no-noise",
         "sigma-squared",

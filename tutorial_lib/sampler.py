@@ -15,10 +15,12 @@ after the last step):
 Clipping x̂_0. With ``clip_sample`` or ``thresholding`` x̂_0 is clipped; the
 direction term must then use the ε that is *consistent* with the clipped x̂_0,
 ε = (x_t − √ᾱ_t x̂_0) / √(1 − ᾱ_t) (diffusers' ``use_clipped_model_output=True``,
-GLIDE's choice; our default). The seed article's ``ddim_step`` clamps x̂_0 but
-keeps the unclipped ε̂, so x_t' mixes two different guesses of x_0; under strong
-guidance that inconsistency can turn samples into noise. ``use_clipped_model_output
-=False`` reproduces it for comparison.
+GLIDE's choice; our default). A common implementation clamps x̂_0 but keeps
+the unclipped ε̂ — diffusers' ``DDIMScheduler`` with its defaults does exactly that
+(``clip_sample=True`` in its config, ``use_clipped_model_output=False`` in ``step``) —
+so x_t' mixes two different guesses of x_0; under strong guidance that
+inconsistency costs the samples their prompt's attributes (measured in notebook 08).
+``use_clipped_model_output=False`` reproduces it for comparison.
 
 The previous timestep. Our step goes to the *next entry of the timestep list*.
 diffusers' ``DDIMScheduler.step`` instead computes ``t − T // n``, which is only
@@ -72,7 +74,7 @@ CFG_MODES = ("batched", "two_pass", "auto")
 #     batch 8:  1.00x, 1.10x, 1.25x, 1.03x   (about even)
 #     batch 64: 0.95x, 0.84x, 0.63x, 0.80x   (batched *slower*; not profiled why)
 # (four runs; the machine was shared, so the spread is wide but the signs agree).
-# So the seed's "the batch trick is ~1.5x faster" holds only at small batch here.
+# So the common claim "the batch trick is ~1.5x faster" holds only at small batch here.
 AUTO_BATCHED_MAX_ROWS = 16
 
 
@@ -348,7 +350,7 @@ class ConditionalDDIMSampler:
                 list (default: 1 each, as AUTOMATIC1111's ``AND``); the
                 prediction is ε_u + Σ_k w_k γ (ε_k − ε_u).
             cfg_mode: "batched" (one call on the concatenated batch — the
-                seed's trick), "two_pass" (one call per condition) or "auto"
+                usual pipelines' trick), "two_pass" (one call per condition) or "auto"
                 (batched when the concatenated batch has at most
                 ``AUTO_BATCHED_MAX_ROWS`` rows; chosen from measurement).
             classifier, classifier_labels, classifier_scale: classifier

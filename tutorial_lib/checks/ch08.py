@@ -5,7 +5,8 @@
   equations (Song et al. 2021, eqs. 12 and 16), checked against the package's
   ``ConditionalDDIMSampler.step``. Recognised mistakes: a missing square root on
   ᾱ, σ_t without η or squared twice, a direction term that forgets σ_t², the
-  seed article's direction coefficient, a missing noise term, ᾱ_t and ᾱ' swapped.
+  direction coefficient √(1 − ᾱ' − η²(1 − ᾱ_t)/ᾱ_t · (ᾱ_t − ᾱ')) that a published DDIM step
+  uses, a missing noise term, ᾱ_t and ᾱ' swapped.
 * ``check_cfg_batched(my_cfg_batched)``: classifier-free guidance with the batch
   trick, ``my_cfg_batched(denoiser, x, t, cond, uncond, scale) -> guided ε``: one
   denoiser call on the doubled batch, split, combined. Recognised mistakes: the
@@ -89,7 +90,7 @@ def _step_cases() -> list[Case]:
 
 
 def _step_variant(eps, x, a, ap, eta, z, *, sqrt_x0=True, sqrt_prev=True, sigma="ddim",
-                  dir_minus_sigma=True, add_noise=True, seed_dir=False):
+                  dir_minus_sigma=True, add_noise=True, eta_sq_dir=False):
     """The DDIM step with one deliberate change (for recognising mistakes)."""
     a_x0 = a.sqrt() if sqrt_x0 else a
     x0 = (x - (1 - a).sqrt() * eps) / a_x0
@@ -104,7 +105,7 @@ def _step_variant(eps, x, a, ap, eta, z, *, sqrt_x0=True, sqrt_prev=True, sigma=
         s = eta * ((1 - a) / (1 - ap) * (1 - ap / a)).clamp(min=0).sqrt()
     else:
         raise ValueError(sigma)
-    if seed_dir:
+    if eta_sq_dir:  # √(1 − ᾱ' − η²(1 − ᾱ_t)/ᾱ_t · (ᾱ_t − ᾱ')): adds noise instead of removing σ²
         coef2 = 1 - ap - eta**2 * (1 - a) / a * (a - ap)
     elif dir_minus_sigma:
         coef2 = 1 - ap - s**2
@@ -138,10 +139,11 @@ def _diagnose_step(case: Case, got: torch.Tensor) -> str | None:
     if eta != 1 and close(sigma="no_eta"):
         return "σ_t = η · √(...): multiply by η (η = 0 is deterministic DDIM, η = 1 is DDPM)."
     if eta > 0:
-        if close(seed_dir=True):
+        if close(eta_sq_dir=True):
             return (
-                "that direction coefficient is the seed article's, √(1 − ᾱ' − η²(1 − ᾱ_t)/ᾱ_t · "
-                "(ᾱ_t − ᾱ')), which is not √(1 − ᾱ' − σ_t²): with η > 0 it adds too much noise."
+                "that direction coefficient, √(1 − ᾱ' − η²(1 − ᾱ_t)/ᾱ_t · (ᾱ_t − ᾱ')), is a known published "
+                "mistake (notebook 08 measures it): it is not √(1 − ᾱ' − σ_t²), and with η > 0 it adds "
+                "too much noise."
             )
         if close(dir_minus_sigma=False):
             return (
