@@ -1,6 +1,5 @@
 """benchmarks/run.py: the unit, units in the report, widget rows (a tiny notebook in a real kernel)."""
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -8,16 +7,14 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run", folder="benchmarks")
 
 
 def test_unit_drift_warning(bench):

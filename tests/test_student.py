@@ -15,29 +15,20 @@ Two kinds of test:
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from _scripts import load_script
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _load_make_student():
-    spec = importlib.util.spec_from_file_location("make_student", ROOT / "scripts" / "make_student.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_student"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load_make_student()
+ms = load_script("make_student")
 
 
 def _run_stub(source: str, *args):
