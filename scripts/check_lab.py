@@ -52,6 +52,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tutorial_lib.widgets import DEFAULT_NOTE
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "build" / "lab"
 DEFAULT_NOTEBOOKS = ["06_classifier_free_guidance.ipynb", "08_full_sampler.ipynb"]
@@ -63,8 +65,10 @@ OVERRIDES_NAME = "conditional-diffusion.json"
 CHECK_USER_SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
                        {"fetchNews": "false", "checkForUpdates": False}}
 URL_RE = re.compile(r"http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-zA-Z]+)")
+# What shows when a widget does not render: ipywidgets' text reprs, the manager's error, and the
+# plain-text note tutorial_lib.widgets stores in place of the controls.
 FALLBACK_TEXTS = ["VBox(children=", "HBox(children=", "interactive(children=", "Error displaying widget",
-                  "Interactive controls: run this cell"]
+                  DEFAULT_NOTE.strip("[]").split(":")[0]]
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
 
 

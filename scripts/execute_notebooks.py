@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from tutorial_lib.widgets import DEFAULT_NOTE
+
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -41,7 +43,7 @@ def strip_widget_views(nb: nbformat.NotebookNode) -> int:
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}):
                 del output["data"][WIDGET_VIEW]
-                output["data"].setdefault("text/plain", "[interactive controls: run this cell to use them]")
+                output["data"].setdefault("text/plain", DEFAULT_NOTE)
                 dropped += 1
     nb.metadata.pop("widgets", None)
     return dropped

@@ -93,3 +93,18 @@ def test_interactive_threads_sets_and_restores(monkeypatch):
     with pytest.raises(ValueError, match="num_threads"):
         with interactive_threads(-1):
             pass
+
+
+def test_stored_notebooks_keep_the_figure_and_the_note_not_the_widget_view():
+    from _scripts import load_script
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    execute_notebooks = load_script("execute_notebooks")
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    figure = new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"})
+    controls = new_output("display_data", data={execute_notebooks.WIDGET_VIEW: view, "text/plain": "note"})
+    nb = new_notebook(cells=[new_code_cell("interactive_figure(...)", outputs=[figure, controls])])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    assert execute_notebooks.strip_widget_views(nb) == 1
+    assert "widgets" not in nb.metadata
+    assert [o["data"] for o in nb.cells[0].outputs] == [figure["data"], {"text/plain": "note"}]
