@@ -5,11 +5,15 @@
 
 - ``load_pretrained()`` in a fresh Python process: seconds from before the first import to
   the loaded models (interpreter start-up excluded), median of 5 processes; split into
-  ``import torch``, importing ``transformers``' CLIP classes, and the rest (the course's
-  modules and the load itself). Budget: 2 s on a machine whose unit is 140 ms, i.e.
+  ``import torch`` and the rest (the course's modules and the load itself; no
+  ``transformers`` import: the text encoder is the course's own ``CLIPTextEncoder`` and the
+  tokenizer is loaded on first access). Budget: 2 s on a machine whose unit is 140 ms, i.e.
   ≤ 14.3 units.
-- the same call again in that process, after the imports (what a notebook pays: every
-  notebook has imported torch and transformers before it loads the models).
+- the same, counted from after ``import torch`` (every notebook pays that import anyway).
+  Budget: 1.5 s at 140 ms/unit, i.e. ≤ 10.7 units.
+- the first access to ``models.tokenizer`` (imports ``transformers``' tokenizer, ~1 s).
+- the same call again in that process, after the imports (what a notebook pays when it
+  loads the models a second time).
 
 Run: ``python benchmarks/rows_pretrained.py``.
 """
@@ -25,20 +29,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_UNITS = 2.0 / 0.140
+AFTER_TORCH_BUDGET_UNITS = 1.5 / 0.140
 PROCESSES = 5
 PROGRAM = """
 import json, time
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
-from transformers import CLIPTextModel, CLIPTokenizer
-t2 = time.perf_counter()
 from tutorial_lib.pretrained import load_pretrained
-load_pretrained()
+models = load_pretrained()
+t2 = time.perf_counter()
+models.tokenizer
 t3 = time.perf_counter()
 load_pretrained()
 t4 = time.perf_counter()
-print(json.dumps({"total": t3 - t0, "torch": t1 - t0, "transformers": t2 - t1, "rest": t3 - t2,
+print(json.dumps({"total": t2 - t0, "torch": t1 - t0, "rest": t2 - t1, "tokenizer": t3 - t2,
                   "again": t4 - t3}))
 """
 
@@ -63,15 +68,30 @@ def rows() -> list[dict]:
             "unit": "s",
             "budget_units": round(BUDGET_UNITS, 1),
             "note": f"median of {len(runs)} processes, first import to loaded models: import torch "
-            f"{med['torch']:.2f} s, transformers' CLIP classes {med['transformers']:.2f} s, the rest "
-            f"(course modules + verify + build + tokenizer) {med['rest']:.2f} s; budget 2 s at 140 ms/unit",
+            f"{med['torch']:.2f} s, the rest (course modules + verify + build) {med['rest']:.2f} s; "
+            "budget 2 s at 140 ms/unit",
+        },
+        {
+            "name": "load_pretrained() after import torch",
+            "value": round(med["rest"], 3),
+            "unit": "s",
+            "budget_units": round(AFTER_TORCH_BUDGET_UNITS, 1),
+            "note": "same processes, torch already imported (as in every notebook); no transformers "
+            "import; budget 1.5 s at 140 ms/unit",
+        },
+        {
+            "name": "first models.tokenizer access",
+            "value": round(med["tokenizer"], 3),
+            "unit": "s",
+            "note": "same processes: imports transformers' CLIPTokenizer (not its modeling code) and "
+            "reads the vendored vocabulary; paid once, at the first prompt",
         },
         {
             "name": "load_pretrained() again, after the imports",
             "value": round(med["again"], 3),
             "unit": "s",
             "note": "same processes, second call: sha256 of every file it uses (no cache), build on the "
-            "meta device, tokenizer; what a notebook pays",
+            "meta device; the tokenizer is loaded on first access",
         },
     ]
 

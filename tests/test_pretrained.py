@@ -67,6 +67,16 @@ def test_load_pretrained_returns_eval_models(tiny_models):
     assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
 
 
+def test_text_encoder_is_the_course_class_and_the_tokenizer_loads_on_first_access(tiny_models):
+    from tutorial_lib.clip_text import CLIPTextEncoder
+
+    m = P.load_pretrained(tiny_models, classifiers=False)
+    assert type(m.text_encoder) is CLIPTextEncoder  # trained as transformers' CLIPTextModel: same names
+    assert "tokenizer" not in vars(m)  # not loaded yet
+    tok = m.tokenizer
+    assert tok is m.tokenizer and tok("a cat").input_ids == [49406, 320, 2368, 49407]
+
+
 def test_tampered_file_fails_naming_it(tiny_models, tmp_path):
     folder = _copy(tiny_models, tmp_path)
     path = folder / "unet.safetensors"

@@ -490,3 +490,14 @@ def test_dual_encoding_pieces(tok, clip, clip_proj):
         encode_prompt_dual((tok,), (clip,), "a cat")
     with pytest.raises(ValueError, match="clip_skip"):  # tiny-clip has only 2 layers
         encode_prompt_dual((tok, tok2), (clip, clip_proj), "a cat", clip_skip=1)
+
+
+def test_transformers_names_are_still_attributes_imported_lazily():
+    import transformers
+
+    from tutorial_lib.text import CLIPTextConfig as LazyConfig
+
+    assert LazyConfig is transformers.CLIPTextConfig
+    assert text.CLIPTextModel is CLIPTextModel and text.T5EncoderModel is T5EncoderModel
+    with pytest.raises(AttributeError, match="no_such_name"):
+        text.no_such_name  # noqa: B018

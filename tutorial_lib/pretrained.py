@@ -11,7 +11,7 @@ MANIFEST.sha256`` also checks them):
 file                            what
 ==============================  =============================================
 ``unet.safetensors``            the text-conditioned U-Net (EMA weights)
-``text_encoder.safetensors``    the small ``CLIPTextModel`` trained with it
+``text_encoder.safetensors``    the small CLIP text encoder trained with it
 ``judge.safetensors``           clean-image attribute classifier (scoring only)
 ``noisy_classifier.safetensors``  noise-robust classifier ``(x_t, t)`` (guidance)
 ``*_config.json``               the configs; ``schedule.json`` the noise schedule
@@ -31,6 +31,7 @@ copied here with ``python -m tutorial_lib.pretrained export``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -252,8 +253,13 @@ class PretrainedModels:
     """The shipped models, in eval mode. Introduced in notebook 00.
 
     Attributes:
-        tokenizer: the real CLIP BPE tokenizer (``transformers.CLIPTokenizer``, 77 tokens).
-        text_encoder: the small ``CLIPTextModel`` trained jointly with the U-Net.
+        tokenizer: the real CLIP BPE tokenizer (``transformers.CLIPTokenizer``, 77 tokens),
+            loaded on first access (importing ``transformers``' tokenizer costs ~1 s, so
+            ``load_pretrained()`` does not pay it until a prompt is tokenised); assign
+            ``models.tokenizer = ...`` to use another one.
+        text_encoder: the small CLIP text encoder trained jointly with the U-Net, a
+            :class:`~tutorial_lib.clip_text.CLIPTextEncoder` (the course's own implementation,
+            tested equal to ``transformers.CLIPTextModel``, same parameter names).
         unet: the :class:`~tutorial_lib.unet.ConditionalUNet` (ε-prediction).
         schedule: the :class:`~tutorial_lib.schedule.NoiseSchedule` it was trained with.
         noisy_classifier: :class:`~tutorial_lib.classifiers.AttributeClassifier` on ``(x_t, t)``.
@@ -262,7 +268,6 @@ class PretrainedModels:
         info: ``training.json`` (commands, training times, metrics) if present.
     """
 
-    tokenizer: object
     text_encoder: torch.nn.Module
     unet: torch.nn.Module
     schedule: object
@@ -270,6 +275,13 @@ class PretrainedModels:
     judge: torch.nn.Module | None
     directory: Path
     info: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def tokenizer(self):
+        """``load_clip_tokenizer()``, loaded once, on first access."""
+        from .text import load_clip_tokenizer
+
+        return load_clip_tokenizer()
 
     @torch.no_grad()
     def encode(self, prompts, negative_prompts=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +318,7 @@ def load_pretrained(
     classifiers: bool = True,
     device: str | torch.device = "cpu",
 ) -> PretrainedModels:
-    """Load the shipped tokenizer, text encoder, U-Net, schedule and classifiers.
+    """Load the shipped text encoder, U-Net, schedule and classifiers (and, lazily, the tokenizer).
 
     Args:
         directory: the model folder (default: the package's ``assets/models``).
@@ -328,16 +340,20 @@ def load_pretrained(
     CPU), so a file changed after an earlier load in the same process still fails.
     The modules are constructed on the meta device and take the loaded tensors as
     their parameters (no random initialisation that the weights would overwrite;
-    the global RNG is not moved). With the imports of ``torch`` and
-    ``transformers`` already done (every notebook has), a call takes ~0.1 s here;
-    in a fresh process those two imports are most of its time (``make bench``
-    reports both).
-    """
-    from transformers import CLIPTextConfig, CLIPTextModel
+    the global RNG is not moved).
 
+    No ``transformers`` import: the text encoder is built as the course's
+    :class:`~tutorial_lib.clip_text.CLIPTextEncoder` (same parameter names as
+    ``transformers.CLIPTextModel``, tested equal to it), and the tokenizer
+    (``transformers.CLIPTokenizer``, ~0.9 s to import) is loaded on the first access to
+    ``models.tokenizer`` (``encode``/``generate`` do that). Measured on the course's
+    2-core CPU: in a fresh process with ``torch`` already imported (every notebook has),
+    a call takes ~0.4 s, plus ~0.9 s at the first tokenizer access; a second call in the
+    same process ~0.08 s (``make bench`` reports all three).
+    """
     from .classifiers import AttributeClassifier, ClassifierConfig
+    from .clip_text import CLIPTextEncoder, CLIPTextModelConfig
     from .schedule import NoiseSchedule
-    from .text import load_clip_tokenizer
     from .unet import ConditionalUNet, UNetConfig
 
     directory = Path(directory) if directory is not None else MODELS_DIR
@@ -350,8 +366,8 @@ def load_pretrained(
         name = f"{component}.safetensors"
         return _build(module_fn, _weights_of(directory, files, name), directory / name, device)
 
-    te_cfg = CLIPTextConfig.from_dict(_json_of(directory, files, "text_encoder_config.json"))
-    text_encoder = build(lambda: CLIPTextModel(te_cfg), "text_encoder")
+    te_cfg = CLIPTextModelConfig.from_dict(_json_of(directory, files, "text_encoder_config.json"))
+    text_encoder = build(lambda: CLIPTextEncoder(te_cfg), "text_encoder")
     unet_cfg = UNetConfig.from_dict(_json_of(directory, files, "unet_config.json"))
     unet = build(lambda: ConditionalUNet(unet_cfg), "unet")
     schedule = NoiseSchedule.from_config(_json_of(directory, files, "schedule.json"))
@@ -364,7 +380,7 @@ def load_pretrained(
     info_path = directory / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     return PretrainedModels(
-        tokenizer=load_clip_tokenizer(), text_encoder=text_encoder, unet=unet, schedule=schedule,
+        text_encoder=text_encoder, unet=unet, schedule=schedule,
         noisy_classifier=noisy, judge=judge, directory=directory, info=info,
     )
 

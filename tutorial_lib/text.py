@@ -2,7 +2,15 @@
 
 Introduced in notebook 02. Everything here uses the real ``transformers`` classes
 (``CLIPTokenizer``, ``CLIPTextModel``, ``CLIPTextModelWithProjection``,
-``T5EncoderModel``), never random tensors standing in for a model's output.
+``T5EncoderModel``), never random tensors standing in for a model's output. The functions
+also accept the course's :class:`~tutorial_lib.clip_text.CLIPTextEncoder` (the shipped
+encoder of ``load_pretrained()``, proven equal to ``CLIPTextModel`` by tests).
+
+``transformers`` is imported inside the functions that need it, not with this module:
+importing its modeling code costs ~2 s, and ``import tutorial_lib.text`` should not. The
+``transformers`` names this module used to import at the top (``CLIPTextModel``,
+``CLIPTextConfig``, ``CLIPTokenizer``, ``T5EncoderModel``, ...) are still its attributes,
+imported on first access.
 
 The pipeline of a Stable-Diffusion-style model, and where each step lives here::
 
@@ -36,23 +44,20 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    ByT5Tokenizer,
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTextModelWithProjection,
-    CLIPTokenizer,
-    T5Config,
-    T5EncoderModel,
-)
+
+from .clip_text import CLIPTextEncoder
+
+if TYPE_CHECKING:
+    from transformers import ByT5Tokenizer, CLIPTextConfig, CLIPTokenizer, T5Config
 
 __all__ = [
     "CLIP_TOKENIZER_DIR",
@@ -83,6 +88,45 @@ __all__ = [
     "encode_prompt",
     "encode_prompt_dual",
 ]
+
+#: ``transformers`` names still reachable as ``tutorial_lib.text.<name>`` (imported lazily).
+_LAZY_TRANSFORMERS = (
+    "AutoConfig", "ByT5Tokenizer", "CLIPTextConfig", "CLIPTextModel", "CLIPTextModelWithProjection",
+    "CLIPTokenizer", "T5Config", "T5EncoderModel",
+)
+_CLIP_MODULE = "transformers.models.clip.modeling_clip"
+_T5_MODULE = "transformers.models.t5.modeling_t5"
+
+
+def _transformers(name: str):
+    """``transformers.<name>``, importing ``transformers`` (and that class's module) only now."""
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def __getattr__(name: str):
+    # PEP 562: `from tutorial_lib.text import CLIPTextModel` keeps working, without making
+    # `import tutorial_lib.text` pay for transformers' modeling code.
+    if name in _LAZY_TRANSFORMERS:
+        return _transformers(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _instance_of(obj, module: str, *names: str) -> bool:
+    """``isinstance(obj, module.<names>)`` without importing ``module``: an object of a class
+    from a module that is not imported yet cannot exist."""
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(obj, tuple(getattr(mod, n) for n in names))
+
+
+def _is_t5(model) -> bool:
+    return _instance_of(model, _T5_MODULE, "T5EncoderModel")
+
+
+def _is_clip_projection(model) -> bool:
+    return _instance_of(model, _CLIP_MODULE, "CLIPTextModelWithProjection")
+
 
 # --------------------------------------------------------------------------------------
 # The tokenizer
@@ -154,7 +198,7 @@ def load_clip_tokenizer(
         # Passing pad_token at load time registers "!" as an added special token, which is
         # what `tokenizer_2/tokenizer_config.json` of SDXL declares.
         kwargs["pad_token"] = "!"
-    tok = CLIPTokenizer.from_pretrained(str(CLIP_TOKENIZER_DIR), local_files_only=True, **kwargs)
+    tok = _transformers("CLIPTokenizer").from_pretrained(str(CLIP_TOKENIZER_DIR), local_files_only=True, **kwargs)
     if convention == "openclip":
         # Setting the attribute after loading only changes the pad id (0); "!" stays an
         # ordinary BPE symbol, so prompt ids equal open_clip's.
@@ -182,7 +226,7 @@ def load_byt5_tokenizer(*, model_max_length: int = 128) -> ByT5Tokenizer:
         raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")
     if model_max_length < 2:
         raise ValueError(f"model_max_length must be >= 2, got {model_max_length}")
-    return ByT5Tokenizer(model_max_length=model_max_length)
+    return _transformers("ByT5Tokenizer")(model_max_length=model_max_length)
 
 
 def _as_prompt_list(prompts, name: str) -> list[str]:
@@ -278,7 +322,7 @@ def tiny_clip_text_config(
         raise ValueError(
             f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
         )
-    return CLIPTextConfig(
+    return _transformers("CLIPTextConfig")(
         vocab_size=CLIP_VOCAB_SIZE,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 4 * hidden_size,
@@ -317,7 +361,7 @@ def tiny_t5_encoder_config(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return T5Config(
+    return _transformers("T5Config")(
         vocab_size=vocab_size,
         d_model=d_model,
         d_kv=d_kv,
@@ -342,7 +386,7 @@ def clip_vit_l14_text_config() -> CLIPTextConfig:
     layers, 12 heads, MLP 3072, 49408 ids, 77 positions, quick-GELU, legacy
     ``eos_token_id=2`` (pooling by ``argmax`` of the ids). Introduced in notebook 02.
     """
-    return CLIPTextConfig(
+    return _transformers("CLIPTextConfig")(
         vocab_size=49408,
         hidden_size=768,
         intermediate_size=3072,
@@ -365,7 +409,7 @@ def openclip_bigg14_text_config() -> CLIPTextConfig:
     (``CLIPTextModelWithProjection``): width 1280, 32 layers, 20 heads, MLP 5120,
     projection 1280 (no bias), GELU, 49408 ids, 77 positions. Introduced in notebook 02.
     """
-    return CLIPTextConfig(
+    return _transformers("CLIPTextConfig")(
         vocab_size=49408,
         hidden_size=1280,
         intermediate_size=5120,
@@ -388,7 +432,7 @@ def t5_v1_1_xxl_encoder_config() -> T5Config:
     untied embeddings, 32 relative-position buckets, RMS-norm eps 1e-6. Introduced in
     notebook 02.
     """
-    return T5Config(
+    return _transformers("T5Config")(
         vocab_size=32128,
         d_model=4096,
         d_kv=64,
@@ -426,11 +470,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 _REAL_ENCODERS = (
-    # name, config fn, class, max tokens, tokenizer, used by
+    # name, config fn, transformers class name, max tokens, tokenizer, used by
     (
         "CLIP ViT-L/14 text",
         clip_vit_l14_text_config,
-        CLIPTextModel,
+        "CLIPTextModel",
         77,
         "CLIP byte-level BPE, 49408 ids",
         "SD 1.x text_encoder; SDXL text_encoder",
@@ -438,7 +482,7 @@ _REAL_ENCODERS = (
     (
         "OpenCLIP ViT-bigG/14 text + projection",
         openclip_bigg14_text_config,
-        CLIPTextModelWithProjection,
+        "CLIPTextModelWithProjection",
         77,
         "CLIP byte-level BPE, 49408 ids (pads with 0)",
         "SDXL text_encoder_2",
@@ -446,7 +490,7 @@ _REAL_ENCODERS = (
     (
         "T5-XXL v1.1 encoder",
         t5_v1_1_xxl_encoder_config,
-        T5EncoderModel,
+        "T5EncoderModel",
         None,
         "SentencePiece unigram, 32000 pieces + 100 sentinels (32128 rows)",
         "DeepFloyd IF, SD3, FLUX",
@@ -469,10 +513,10 @@ def real_encoder_sizes() -> list[dict]:
         ``heads``, ``max_tokens`` (``None``: no hard limit), ``tokenizer``, ``used_by``.
     """
     rows = []
-    for name, config_fn, cls, max_tokens, tokenizer, used_by in _REAL_ENCODERS:
-        config = config_fn()
+    for name, config_fn, class_name, max_tokens, tokenizer, used_by in _REAL_ENCODERS:
+        config, cls = config_fn(), _transformers(class_name)
         model = build_on_meta(config, cls)
-        if isinstance(config, T5Config):
+        if config.model_type == "t5":
             width, layers, heads, pooled = config.d_model, config.num_layers, config.num_heads, None
         else:
             width, layers, heads = (
@@ -480,7 +524,7 @@ def real_encoder_sizes() -> list[dict]:
                 config.num_hidden_layers,
                 config.num_attention_heads,
             )
-            pooled = config.projection_dim if cls is CLIPTextModelWithProjection else width
+            pooled = config.projection_dim if class_name == "CLIPTextModelWithProjection" else width
         rows.append(
             {
                 "name": name,
@@ -523,16 +567,16 @@ class EncoderNotAvailableError(OSError):
     """A real encoder could not be loaded offline (and no download was allowed or possible)."""
 
 
-_TINY = {
-    "tiny-clip": (CLIPTextModel, tiny_clip_text_config),
-    "tiny-clip-projection": (CLIPTextModelWithProjection, tiny_clip_text_config),
-    "tiny-t5": (T5EncoderModel, tiny_t5_encoder_config),
+_TINY = {  # name: (transformers class name, config fn)
+    "tiny-clip": ("CLIPTextModel", tiny_clip_text_config),
+    "tiny-clip-projection": ("CLIPTextModelWithProjection", tiny_clip_text_config),
+    "tiny-t5": ("T5EncoderModel", tiny_t5_encoder_config),
 }
 
-_CLASS_NAMES = {
-    "clip": CLIPTextModel,
-    "clip-projection": CLIPTextModelWithProjection,
-    "t5": T5EncoderModel,
+_CLASS_NAMES = {  # model_class shorthand: transformers class name
+    "clip": "CLIPTextModel",
+    "clip-projection": "CLIPTextModelWithProjection",
+    "t5": "T5EncoderModel",
 }
 
 
@@ -565,12 +609,12 @@ def _offline_env() -> bool:
 def _infer_class(config) -> type[nn.Module]:
     model_type = getattr(config, "model_type", "")
     if model_type in {"t5", "mt5", "umt5"}:
-        return T5EncoderModel
+        return _transformers("T5EncoderModel")
     if model_type in {"clip_text_model", "clip"}:
         archs = getattr(config, "architectures", None) or []
         if any("WithProjection" in a for a in archs):
-            return CLIPTextModelWithProjection
-        return CLIPTextModel
+            return _transformers("CLIPTextModelWithProjection")
+        return _transformers("CLIPTextModel")
     raise ValueError(
         f"cannot tell which text encoder class loads model_type {model_type!r}; "
         "pass model_class='clip', 'clip-projection' or 't5'"
@@ -583,7 +627,7 @@ def _resolve_class(model_class) -> type[nn.Module] | None:
     ):
         return model_class
     if isinstance(model_class, str) and model_class in _CLASS_NAMES:
-        return _CLASS_NAMES[model_class]
+        return _transformers(_CLASS_NAMES[model_class])
     raise ValueError(
         f"model_class must be None, one of {sorted(_CLASS_NAMES)} or a model class, got {model_class!r}"
     )
@@ -644,7 +688,8 @@ def load_text_encoder(
     cls = _resolve_class(model_class)
 
     if name_or_path in _TINY:
-        tiny_cls, config_fn = _TINY[name_or_path]
+        tiny_class_name, config_fn = _TINY[name_or_path]
+        tiny_cls = _transformers(tiny_class_name)
         if cls is not None and cls is not tiny_cls:
             raise ValueError(f"{name_or_path!r} builds a {tiny_cls.__name__}, not {cls.__name__}")
         config = config_fn(**kwargs)
@@ -658,7 +703,7 @@ def load_text_encoder(
     is_dir = local.is_dir()
 
     def _load(local_only: bool) -> nn.Module:
-        config = AutoConfig.from_pretrained(
+        config = _transformers("AutoConfig").from_pretrained(
             name_or_path,
             local_files_only=local_only,
             **sub,
@@ -799,7 +844,9 @@ def _final_layer_norm(text_encoder: nn.Module) -> nn.Module:
 
 
 def _is_clip(text_encoder) -> bool:
-    return isinstance(text_encoder, (CLIPTextModel, CLIPTextModelWithProjection))
+    return isinstance(text_encoder, CLIPTextEncoder) or _instance_of(
+        text_encoder, _CLIP_MODULE, "CLIPTextModel", "CLIPTextModelWithProjection"
+    )
 
 
 def _check_clip_skip(clip_skip, num_layers: int) -> None:
@@ -843,13 +890,14 @@ def clip_hidden_states(
         )
     device = next(text_encoder.parameters()).device
     input_ids = input_ids.to(device)
-    if isinstance(text_encoder, T5EncoderModel):
+    if _is_t5(text_encoder):
         if clip_skip is not None:
             raise ValueError("clip_skip applies to CLIP encoders only; pass clip_skip=None for T5")
         return text_encoder(input_ids).last_hidden_state
     if not _is_clip(text_encoder):
         raise TypeError(
-            f"text_encoder must be a CLIPTextModel, CLIPTextModelWithProjection or T5EncoderModel, "
+            "text_encoder must be a CLIPTextModel, CLIPTextModelWithProjection, the course's "
+            f"CLIPTextEncoder or a T5EncoderModel, "
             f"got {type(text_encoder).__name__}"
         )
     _check_clip_skip(clip_skip, text_encoder.config.num_hidden_layers)
@@ -959,7 +1007,7 @@ def _dual_encode(tokenizers, text_encoders, texts, clip_skip):
         out = encoder(ids, output_hidden_states=True)
         # SDXL always indexes from the penultimate layer and applies no final layer norm.
         features.append(out.hidden_states[-(2 + (clip_skip or 0))])
-        pooled = out.text_embeds if isinstance(encoder, CLIPTextModelWithProjection) else None
+        pooled = out.text_embeds if _is_clip_projection(encoder) else None
     return torch.cat(features, dim=-1), pooled
 
 
@@ -1011,7 +1059,7 @@ def encode_prompt_dual(
                 f"clip_skip must be in [0, {enc.config.num_hidden_layers - 2}] for text_encoders[{i}] "
                 f"({enc.config.num_hidden_layers} layers; SDXL starts from the penultimate), got {clip_skip}"
             )
-    if not isinstance(text_encoders[1], CLIPTextModelWithProjection):
+    if not _is_clip_projection(text_encoders[1]):
         raise TypeError(
             "text_encoders[1] must be a CLIPTextModelWithProjection (its projected pooled "
             f"vector conditions SDXL), got {type(text_encoders[1]).__name__}"
