@@ -69,17 +69,33 @@ def test_denoiser_loss_goes_down_checkpoints_and_resumes(tmp_path):
     assert json.loads((out / "checkpoint_info.json").read_text())["step"] == cfg.steps
 
 
-def test_caption_attribute_loss_reads_only_mentioned_attributes():
+def test_caption_aux_loss_reads_only_stated_facts():
     from tutorial_lib import shapes
     torch.manual_seed(0)
     head = torch.nn.Linear(8, sum(shapes.NUM_CLASSES.values()))
     pooled = torch.randn(4, 8)
     labels = {k: torch.zeros(4, dtype=torch.long) for k in shapes.ATTRIBUTES}
     none = {k: torch.zeros(4, dtype=torch.bool) for k in shapes.ATTRIBUTES}
-    assert T.caption_attribute_loss(head, pooled, labels, none).item() == 0.0
+    assert T.caption_aux_loss(head, pooled, shapes.caption_targets(labels, none)).item() == 0.0
     only_colour = {**none, "colour": torch.tensor([True, False, False, False])}
     expected = torch.nn.functional.cross_entropy(head(pooled[:1])[:, :6], labels["colour"][:1]) / 4
-    assert torch.allclose(T.caption_attribute_loss(head, pooled, labels, only_colour), expected)
+    assert torch.allclose(T.caption_aux_loss(head, pooled, shapes.caption_targets(labels, only_colour)), expected)
+
+
+def test_denoiser_batch_drops_captions_to_the_empty_prompt_and_unstates_their_targets():
+    cfg = T.DenoiserTrainConfig(**{**TINY_DENOISER, "world": "scenes", "p_uncond": 0.5})
+    images, captions, targets = T.denoiser_batch(cfg, torch.Generator().manual_seed(0), 64)
+    assert images.shape == (64, 3, cfg.image_size, cfg.image_size)
+    dropped = torch.tensor([c == "" for c in captions])
+    assert 0 < int(dropped.sum()) < 64
+    assert not any(stated[dropped].any() for _, _, stated in targets.values())
+    assert targets["kind"][2][~dropped].all()
+
+
+def test_scenes_denoiser_trains_with_the_text_aux_loss(tmp_path):
+    cfg = T.DenoiserTrainConfig(**{**TINY_DENOISER, "world": "scenes", "steps": 6, "text_aux_weight": 0.5})
+    res = T.train_denoiser(cfg, tmp_path, progress=False)
+    assert res["steps"] == 6 and (tmp_path / "final" / "unet.safetensors").is_file()
 
 
 def test_text_aux_loss_trains_and_resumes(tmp_path):

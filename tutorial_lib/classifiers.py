@@ -49,6 +49,11 @@ __all__ = [
     "joint_label_index",
     "joint_label_table",
     "accuracy",
+    "CELL_READINGS",
+    "SceneClassifierConfig",
+    "SceneClassifier",
+    "cell_targets",
+    "scene_reading_accuracy",
 ]
 
 #: Attribute order of the concatenated logits.
@@ -297,3 +302,179 @@ def accuracy(classifier: AttributeClassifier, images, labels, t=None, batch_size
             correct[a] += int((pred[a] == labels[a][i : i + batch_size]).sum())
     classifier.train(was_training)
     return {a: correct[a] / max(n, 1) for a in ATTRIBUTE_ORDER}
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+@dataclass
+class SceneClassifierConfig:
+    """Configuration of :class:`SceneClassifier` (the scenes' judge and noise-robust classifier).
+
+    Attributes:
+        image_size: side of the square input image.
+        channels: width of each stage; every stage after the first halves the resolution.
+        feature_dim: width of each cell's feature vector (the judge's feature space
+            for the distribution metrics is the four cells' vectors side by side).
+        time_conditioned: if True, ``forward`` takes ``(x_t, t)`` (noise-robust).
+        time_dim: width of the time embedding.
+        num_groups: GroupNorm groups.
+    """
+
+    image_size: int = 32
+    in_channels: int = 3
+    channels: tuple[int, ...] = (32, 64, 128)
+    feature_dim: int = 32
+    time_conditioned: bool = False
+    time_dim: int = 128
+    num_groups: int = 8
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        if not self.channels or any(c <= 0 or c % self.num_groups for c in self.channels):
+            raise ValueError(f"channels must be positive multiples of num_groups={self.num_groups}, got {self.channels}")
+        final = self.image_size / 2 ** (len(self.channels) - 1)
+        if final != int(final) or int(final) % 2:
+            raise ValueError(f"image_size={self.image_size} must leave an even final map after "
+                             f"{len(self.channels) - 1} halvings (the 2 x 2 cells)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SceneClassifierConfig:
+        return cls(**d)
+
+
+#: What the scene classifier reads in each of the four cells, and the number of classes.
+CELL_READINGS: dict[str, int] = {"present": 2, "colour": NUM_CLASSES["colour"],
+                                 "shape": NUM_CLASSES["shape"], "size": NUM_CLASSES["size"]}
+
+
+def cell_targets(labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scene labels (objects in caption order) -> per-cell targets ``(B, 4)``, −1 in empty cells.
+
+    ``present`` is 0/1; ``colour``, ``shape``, ``size`` are the object's labels.
+    """
+    cells = labels["cell"]  # (B, MAX_OBJECTS), -1 for empty slots
+    b = cells.shape[0]
+    out = {name: torch.full((b, 4), -1, dtype=torch.long) for name in ("colour", "shape", "size")}
+    rows = torch.arange(b).view(-1, 1).expand_as(cells)
+    ok = cells >= 0
+    for name in out:
+        out[name][rows[ok], cells[ok]] = labels[name][ok]
+    out["present"] = (out["colour"] >= 0).long()
+    return out
+
+
+class SceneClassifier(nn.Module):
+    """A small CNN that reads each cell of a scene: is there an object, and its colour, shape and size.
+
+    ``x`` ``(B, 3, H, W)`` -> stages of :class:`_Stage` (each halving the side after the
+    first) -> the final map average-pooled over each of the 2 × 2 cells -> a per-cell
+    feature ``f_c = SiLU(W h_c)`` of width ``feature_dim`` -> four heads shared by the
+    cells (:data:`CELL_READINGS`). Reading cells rather than "objects" makes counts and
+    relations exact functions of the readings: the count is the number of occupied
+    cells, "left of" compares their columns.
+
+    The judge (``time_conditioned=False``) only scores; a time-conditioned twin models
+    ``p(cell readings | x_t, t)`` for classifier guidance.
+    """
+
+    def __init__(self, config: SceneClassifierConfig | None = None):
+        super().__init__()
+        self.config = config = config or SceneClassifierConfig()
+        tdim = config.time_dim if config.time_conditioned else None
+        self.time_embed = TimestepMLP(config.time_dim, config.time_dim) if tdim else None
+        stages, cin = [], config.in_channels
+        for c in config.channels:
+            stages.append(_Stage(cin, c, config.num_groups, tdim))
+            cin = c
+        self.stages = nn.ModuleList(stages)
+        self.to_feature = nn.Linear(cin, config.feature_dim)
+        self.heads = nn.ModuleDict({k: nn.Linear(config.feature_dim, n) for k, n in CELL_READINGS.items()})
+
+    def _check(self, x, t):
+        s = self.config.image_size
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (self.config.in_channels, s, s):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (B, {self.config.in_channels}, {s}, {s}), got {got}")
+        if self.config.time_conditioned:
+            if not isinstance(t, torch.Tensor):
+                raise ValueError("t is required (a (B,) tensor of timesteps): this classifier is time-conditioned")
+            t = t.expand(x.shape[0]) if t.dim() == 0 else t
+            if t.shape != (x.shape[0],):
+                raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        return t
+
+    def cell_features(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 4, feature_dim)``: each cell's feature vector (cells row-major, as ``scenes.CELLS``)."""
+        t = self._check(x, t)
+        temb = self.time_embed(t.to(x.device)) if self.time_embed is not None else None
+        h = x
+        for i, stage in enumerate(self.stages):
+            h = stage(F.avg_pool2d(h, 2) if i else h, temb)
+        h = F.adaptive_avg_pool2d(h, 2).flatten(2).transpose(1, 2)  # (B, 4, C)
+        return F.silu(self.to_feature(h))
+
+    def features(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 4 · feature_dim)``: the feature space of the distribution metrics (:mod:`evaluation`)."""
+        return self.cell_features(x, t).flatten(1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``reading -> logits (B, 4, K)`` for each of :data:`CELL_READINGS`."""
+        f = self.cell_features(x, t)
+        return {k: head(f) for k, head in self.heads.items()}
+
+    @torch.no_grad()
+    def read(self, x: torch.Tensor, t: torch.Tensor | None = None, batch_size: int = 512) -> dict[str, torch.Tensor]:
+        """The argmax reading of every cell: ``present`` ``(B, 4)`` bool and ``colour``/``shape``/``size``
+        ``(B, 4)`` long, −1 in cells read as empty."""
+        parts = []
+        for i in range(0, x.shape[0], batch_size):
+            tt = None if t is None else t[i : i + batch_size]
+            parts.append({k: v.argmax(-1) for k, v in self(x[i : i + batch_size], tt).items()})
+        out = {k: torch.cat([p[k] for p in parts]) for k in CELL_READINGS}
+        present = out.pop("present").bool()
+        return {"present": present, **{k: torch.where(present, v, -1) for k, v in out.items()}}
+
+    def loss(self, x, labels: dict[str, torch.Tensor], t=None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum over readings of the cross-entropy (attributes only in occupied cells); also the accuracies."""
+        logits, target = self(x, t), cell_targets(labels)
+        total, acc = 0.0, {}
+        for k, lg in logits.items():
+            y = target[k].to(lg.device)
+            total = total + F.cross_entropy(lg.flatten(0, 1), y.flatten(), ignore_index=-1)
+            ok = y >= 0
+            acc[k] = (lg.argmax(-1)[ok] == y[ok]).float().mean().item()
+        return total, acc
+
+
+@torch.no_grad()
+def scene_reading_accuracy(classifier: SceneClassifier, images, labels, t=None) -> dict[str, float]:
+    """How often ``classifier`` reads each fact of the scenes right (the judge's held-out accuracy).
+
+    ``present``: per cell; ``colour``/``shape``/``size``: per object; ``count``: per scene
+    (number of cells read as occupied); ``relation``: per relation scene, the occupancy of
+    both objects' cells read right, so the relation computed from the reading is the true
+    one; ``scene``: every reading of every cell right.
+    """
+    was_training = classifier.training
+    classifier.eval()
+    read, target = classifier.read(images, t), cell_targets(labels)
+    classifier.train(was_training)
+    occupied = target["present"].bool()
+    ok = {"present": read["present"] == occupied}
+    for k in ("colour", "shape", "size"):
+        ok[k] = (read[k] == target[k])[occupied]
+    cells_ok = ok["present"] & torch.stack([read[k] == target[k] for k in ("colour", "shape", "size")]).all(0)
+    has_rel = labels["relation"] >= 0
+    rows = torch.arange(images.shape[0])[has_rel]
+    rel_ok = ok["present"][rows.view(-1, 1), labels["cell"][has_rel][:, :2]].all(1)
+    out = {k: v.float().mean().item() for k, v in ok.items()}
+    out["count"] = (read["present"].sum(1) == labels["count"]).float().mean().item()
+    out["relation"] = rel_ok.float().mean().item() if rel_ok.numel() else float("nan")
+    out["scene"] = cells_ok.all(1).float().mean().item()
+    return out

@@ -50,6 +50,8 @@ __all__ = [
     "data_reference",
     "guidance_sweep",
     "wilson_interval",
+    "scene_scores",
+    "free_attribute_values",
 ]
 
 #: The attributes the judge scores, in the order of :data:`tutorial_lib.shapes.ATTRIBUTES`.
@@ -424,3 +426,72 @@ def guidance_sweep(
             row["images"], row["captions"] = images, captions
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- scenes
+
+
+def _assignments() -> torch.Tensor:
+    """Every injective placement of the caption's 3 object slots into the 4 cells, ``(24, 3)``."""
+    import itertools
+
+    return torch.tensor(list(itertools.permutations(range(4), 3)), dtype=torch.long)
+
+
+def scene_scores(reading: dict[str, torch.Tensor], spec: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Does each image show what its caption asks? Per image, from the judge's cell readings.
+
+    A caption's objects *bind* if the image has one distinct object per described
+    object with every stated attribute (free attributes match anything); the relation
+    holds if some binding also puts the first two objects in the stated relation.
+
+    Args:
+        reading: :meth:`~tutorial_lib.classifiers.SceneClassifier.read` of the images:
+            ``present`` ``(N, 4)`` bool and ``colour``/``shape``/``size`` ``(N, 4)``.
+        spec: :func:`tutorial_lib.scenes.caption_spec` (or ``specs_from_captions``) of their captions.
+
+    Returns:
+        ``(N,)`` bool tensors ``count`` (as many objects as described), ``binding``,
+        ``relation`` (True for captions without one), ``all`` (count, binding and
+        relation at once), and ``match`` ``(N, 3)`` long: the cell bound to each slot
+        by the first full match (−1 where none, or the slot is empty).
+    """
+    from .scenes import MAX_OBJECTS, OBJECT_ATTRIBUTES, relation_holds
+
+    cells = _assignments()  # (A, 3)
+    slot_used = torch.arange(MAX_OBJECTS).view(1, -1) < spec["count"].view(-1, 1)  # (N, 3)
+    ok_slots = []
+    for j in range(MAX_OBJECTS):
+        c = cells[:, j]
+        ok = reading["present"][:, c]  # (N, A)
+        for name in OBJECT_ATTRIBUTES:
+            want = spec[name][:, j : j + 1]
+            ok = ok & ((want < 0) | (reading[name][:, c] == want))
+        ok_slots.append(ok | ~slot_used[:, j : j + 1])
+    bound = torch.stack(ok_slots).all(0)  # (N, A)
+    rel = relation_holds(cells[:, 0].view(1, -1), cells[:, 1].view(1, -1), spec["relation"].view(-1, 1))
+    full = bound & rel
+    first = torch.where(full.any(1), full.float().argmax(1), -1)
+    match = torch.where((first >= 0).view(-1, 1) & slot_used, cells[first.clamp(min=0)], -1)
+    count = reading["present"].sum(1) == spec["count"]
+    relation = full.any(1)
+    return {"count": count, "binding": bound.any(1), "relation": relation, "all": count & relation, "match": match}
+
+
+def free_attribute_values(reading: dict[str, torch.Tensor], spec: dict[str, torch.Tensor],
+                          match: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The values read for attributes the captions leave free, on the objects bound to them.
+
+    Returns ``attribute -> (K,)`` long: one entry per (image, slot) whose caption left the
+    attribute free and whose image bound the slot (``scene_scores(...)["match"]``). These
+    are the samples of :func:`tutorial_lib.metrics.attribute_coverage`.
+    """
+    from .scenes import OBJECT_ATTRIBUTES
+
+    rows = torch.arange(match.shape[0]).view(-1, 1).expand_as(match)
+    bound = match >= 0
+    out = {}
+    for name in OBJECT_ATTRIBUTES:
+        free = bound & (spec[name] < 0)
+        out[name] = reading[name][rows[free], match[free]]
+    return out

@@ -43,6 +43,8 @@ __all__ = [
     "ShapesDataset",
     "all_captions",
     "caption_from_labels",
+    "coverage",
+    "caption_targets",
     "generate",
     "labels_from_caption",
     "partial_captions",
@@ -150,6 +152,43 @@ def _check_labels(labels) -> int:
     return int(n)
 
 
+def coverage(shape: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Anti-aliased coverage ``a = clamp(0.5 − d, 0, 1)`` of each object from its signed distance ``d``.
+
+    Shared by :func:`render` and :func:`tutorial_lib.scenes.render`.
+
+    Args:
+        shape: ``(n,)`` shape labels (index into ``ATTRIBUTES["shape"]``).
+        dx: ``(n, 1, W)`` pixel-centre x minus the object's centre, in pixels.
+        dy: ``(n, H, 1)`` the same for y (y grows downwards).
+        r: ``(n, 1, 1)`` the object's "radius" in pixels.
+
+    Returns:
+        ``(n, H, W)`` coverage in ``[0, 1]`` (one pixel of anti-aliasing).
+    """
+    n, size = shape.shape[0], dy.shape[1]
+    d = torch.empty(n, size, dx.shape[2])
+    # Signed distance d (pixels, negative inside), computed per shape type on its subset only.
+    for kind in range(NUM_CLASSES["shape"]):
+        idx = (shape == kind).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        ddx, ddy, rr = dx[idx], dy[idx], r[idx]
+        if kind == 0:  # circle: |p| − r
+            d[idx] = torch.sqrt(ddx * ddx + ddy * ddy) - rr
+        elif kind == 1:  # square of half-side 0.88 r (about the circle's area)
+            d[idx] = torch.maximum(ddx.abs(), ddy.abs()) - 0.88 * rr
+        else:  # upward equilateral triangle, circumradius 1.25 r: max of three half-planes
+            R = 1.25 * rr
+            dyt = ddy - 0.25 * R  # centroid a little lower so the triangle looks centred
+            s3 = 3**0.5 / 2
+            d[idx] = torch.maximum(
+                dyt - 0.5 * R,  # bottom edge
+                torch.maximum(s3 * ddx - 0.5 * dyt, -s3 * ddx - 0.5 * dyt) - 0.5 * R,
+            )
+    return (0.5 - d).clamp_(0, 1)
+
+
 def render(
     labels: dict[str, torch.Tensor],
     generator: torch.Generator | None = None,
@@ -193,27 +232,7 @@ def render(
     dx = coords.view(1, 1, size) - cx  # (n, 1, W)
     dy = coords.view(1, size, 1) - cy  # (n, H, 1)
 
-    # Signed distance d (pixels, negative inside), computed per shape type on its subset only.
-    shape = labels["shape"]
-    d = torch.empty(n, size, size)
-    for kind in range(NUM_CLASSES["shape"]):
-        idx = (shape == kind).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            continue
-        ddx, ddy, rr = dx[idx], dy[idx], r[idx]
-        if kind == 0:  # circle: |p| - r
-            d[idx] = torch.sqrt(ddx * ddx + ddy * ddy) - rr
-        elif kind == 1:  # square of half-side 0.88 r (about the circle's area)
-            d[idx] = torch.maximum(ddx.abs(), ddy.abs()) - 0.88 * rr
-        else:  # upward equilateral triangle, circumradius 1.25 r: max of three half-planes
-            R = 1.25 * rr
-            dyt = ddy - 0.25 * R  # centroid a little lower so the triangle looks centred
-            s3 = 3**0.5 / 2
-            d[idx] = torch.maximum(
-                dyt - 0.5 * R,  # bottom edge
-                torch.maximum(s3 * ddx - 0.5 * dyt, -s3 * ddx - 0.5 * dyt) - 0.5 * R,
-            )
-    a = (0.5 - d).clamp_(0, 1).unsqueeze(1)  # (n, 1, H, W) coverage
+    a = coverage(labels["shape"], dx, dy, r).unsqueeze(1)  # (n, 1, H, W)
 
     # Blend in [-1, 1] directly: img = bg + (colour - bg) * a.
     bg = (background * 2 - 1).view(n, 3, 1, 1)
@@ -385,3 +404,12 @@ class ShapesDataset:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         images, labels, captions = generate(1, g, size=self.size, jitter=self.jitter)
         return images[0], {k: int(v[0]) for k, v in labels.items()}, captions[0]
+
+
+def caption_targets(labels: dict[str, torch.Tensor], mentioned: dict[str, torch.Tensor]) -> dict:
+    """What the text encoder's pooled output learns to read from a caption (``train.caption_aux_loss``).
+
+    Returns ``name -> (num_classes, labels (n,), stated (n,) bool)``, one entry per
+    attribute, stated where the caption mentions it.
+    """
+    return {a: (NUM_CLASSES[a], labels[a], mentioned[a]) for a in ATTRIBUTES}

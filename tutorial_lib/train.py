@@ -39,7 +39,7 @@ attributes from the text encoder's pooled (end-token) output, and its
 cross-entropy (weight ``text_aux_weight``) trains the encoder too. Real CLIP
 gets a caption summary from its contrastive objective; a tiny encoder trained
 only through the denoiser did not, and "top"/"bottom" then never reached the
-U-Net (see :func:`caption_attribute_loss`). The head is not shipped.
+U-Net (see :func:`caption_aux_loss`). The head is not shipped.
 
 The U-Net's and text encoder's weights are tracked by an exponential moving
 average (EMA); the shipped weights are the EMA ones.
@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -61,8 +62,15 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from . import shapes
-from .classifiers import AttributeClassifier, ClassifierConfig, accuracy
+from . import distributed, shapes
+from .classifiers import (
+    AttributeClassifier,
+    ClassifierConfig,
+    SceneClassifier,
+    SceneClassifierConfig,
+    accuracy,
+    scene_reading_accuracy,
+)
 from .schedule import NoiseSchedule
 
 __all__ = [
@@ -75,6 +83,9 @@ __all__ = [
     "train_denoiser",
     "train_classifier",
     "denoiser_loss",
+    "denoiser_batch",
+    "caption_aux_loss",
+    "world_module",
     "EMA",
     "main",
 ]
@@ -101,13 +112,15 @@ class DenoiserTrainConfig:
     p_uncond: float = 0.15
     p_partial: float = 0.3
     # Weight of the auxiliary caption loss on the text encoder's pooled (EOS) output
-    # (see caption_attribute_loss); 0 turns it off.
+    # (see caption_aux_loss); 0 turns it off.
     text_aux_weight: float = 0.0
     # "shipped": start from the course's trained text encoder (tutorial_lib/assets/models) instead
     # of random weights; with freeze_text_encoder it stays fixed, as Stable Diffusion keeps CLIP.
     text_encoder_init: str | None = None
     freeze_text_encoder: bool = False
     seed: int = 0
+    # The data: "shapes" (one object, tutorial_lib.shapes) or "scenes" (one to three, tutorial_lib.scenes).
+    world: str = "shapes"
     image_size: int = 32
     checkpoint_every: int = 100
     log_every: int = 25
@@ -130,6 +143,7 @@ class ClassifierTrainConfig:
     """A judge (``noisy=False``) or noise-robust classifier (``noisy=True``) training run."""
 
     noisy: bool = False
+    world: str = "shapes"  # "shapes" (AttributeClassifier) or "scenes" (SceneClassifier)
     steps: int = 600
     batch_size: int = 128
     lr: float = 2e-3
@@ -155,7 +169,7 @@ CONFIGS: dict[str, dict[str, dict]] = {
         # The shipped weights: constant learning rate after warm-up, cosine decay over the
         # last 2000 steps, EMA of the weights, and the auxiliary caption loss on the text
         # encoder's pooled output (without it "top"/"bottom" never reached the U-Net:
-        # see caption_attribute_loss). About 35 min on an idle 2-core CPU.
+        # see caption_aux_loss). About 35 min on an idle 2-core CPU.
         "full": {"steps": 6000, "batch_size": 32, "min_lr_ratio": 0.05, "decay_steps": 2000,
                  "ema_decay": 0.995, "text_aux_weight": 0.1,
                  # text reaches the U-Net at 8x8 (and the middle block): half the cost of
@@ -170,12 +184,28 @@ CONFIGS: dict[str, dict[str, dict]] = {
                  "min_lr_ratio": 0.05, "ema_decay": 0.99, "checkpoint_every": 100,
                  "text_encoder_init": "shipped", "freeze_text_encoder": True,
                  "unet": {"attention_levels": [False, False, True]}},
+        # The scenes model (one to three objects, binding and relation captions): text reaches the
+        # U-Net at 16x16 as well as 8x8, so per-word attention maps can be read on two-object prompts.
+        "scenes": {"world": "scenes", "steps": 12000, "batch_size": 32, "min_lr_ratio": 0.05,
+                   "decay_steps": 3000, "ema_decay": 0.999, "text_aux_weight": 0.1, "checkpoint_every": 250,
+                   "unet": {"attention_levels": [False, True, True]}},
+        # The deliberately weaker denoiser for autoguidance (Karras et al. 2024): the same data,
+        # conditioning and text encoder width, half the channels and a sixth of the training.
+        "scenes-weak": {"world": "scenes", "steps": 2000, "batch_size": 32, "min_lr_ratio": 0.05,
+                        "decay_steps": 800, "ema_decay": 0.995, "text_aux_weight": 0.1, "seed": 5,
+                        "checkpoint_every": 250,
+                        "unet": {"base_channels": 16, "attention_levels": [False, True, True]}},
     },
     "judge": {
         "full": {"noisy": False, "steps": 600, "classifier": {"channels": [16, 32, 64]}},
+        # Scenes: the judge reads each of the 2 x 2 cells (SceneClassifier).
+        "scenes": {"world": "scenes", "noisy": False, "steps": 1500, "lr": 2e-3, "seed": 3,
+                   "classifier": {"channels": [32, 64, 128]}},
         "fast": {"noisy": False, "steps": 200, "classifier": {"channels": [16, 32, 64]}},
     },
     "noisy_classifier": {
+        "scenes": {"world": "scenes", "noisy": True, "steps": 2000, "batch_size": 64, "aug_noise": 0.0,
+                   "seed": 4, "classifier": {"channels": [32, 64, 128], "time_conditioned": True}},
         "full": {"noisy": True, "steps": 800, "batch_size": 64, "aug_noise": 0.0, "seed": 2,
                  "classifier": {"channels": [32, 64, 128], "time_conditioned": True}},
         "fast": {"noisy": True, "steps": 300, "aug_noise": 0.0, "seed": 2,
@@ -320,8 +350,8 @@ def denoiser_loss(unet, text_encoder, schedule, images, input_ids, generator=Non
         images: ``x_0`` of shape ``(B, 3, H, W)`` in ``[-1, 1]``.
         input_ids: ``(B, 77)`` token ids (the empty prompt's ids for dropped conditions).
         generator: for ``t`` and ``ε``.
-        text_aux: optional ``(head, weight, labels, mentioned)``: adds ``weight`` times
-            :func:`caption_attribute_loss` of the pooled text output.
+            text_aux: optional ``(head, weight, targets)``: adds ``weight`` times
+            :func:`caption_aux_loss` of the pooled text output.
     """
     b = images.shape[0]
     t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator)
@@ -332,19 +362,20 @@ def denoiser_loss(unet, text_encoder, schedule, images, input_ids, generator=Non
         context = text.last_hidden_state  # (B, 77, D)
         pred = unet(x_t, t, context)
     pred = pred.float()
-    if getattr(unet, "prediction_type", "epsilon") == "v_prediction":
+    # getattr through a DistributedDataParallel wrapper: its module holds the attribute.
+    if getattr(getattr(unet, "module", unet), "prediction_type", "epsilon") == "v_prediction":
         target = schedule.get_velocity(images, noise, t)
     else:
         target = noise
     loss = F.mse_loss(pred, target)
     if text_aux is not None:
-        head, weight, labels, mentioned = text_aux
-        loss = loss + weight * caption_attribute_loss(head, text.pooler_output.float(), labels, mentioned)
+        head, weight, targets = text_aux
+        loss = loss + weight * caption_aux_loss(head, text.pooler_output.float(), targets)
     return loss
 
 
-def caption_attribute_loss(head, pooled, labels, mentioned):
-    """Cross-entropy of the caption's attributes predicted from the pooled text vector.
+def caption_aux_loss(head, pooled, targets):
+    """Cross-entropy of what the caption states, predicted from the pooled text vector.
 
     Real CLIP's pooled (EOS) vector is trained, contrastively, to summarise the
     whole caption; a small encoder trained only through the denoiser need not
@@ -352,23 +383,54 @@ def caption_attribute_loss(head, pooled, labels, mentioned):
     features of their own token only (the EOS and padding features moved by
     0.05 against 10 for "left"/"right"), and the U-Net placed shapes at the
     right horizontal but a random vertical position. A linear head reading each
-    *mentioned* attribute from the EOS vector stands in for CLIP's objective.
+    *stated* fact from the EOS vector stands in for CLIP's objective.
 
     Args:
-        head: ``nn.Linear(D, 16)``, logits in the order of ``shapes.ATTRIBUTES``.
+        head: ``nn.Linear(D, K)``, ``K`` the sum of the targets' class counts, logits in their order.
         pooled: ``(B, D)`` pooled output (the EOS position).
-        labels: ``attribute -> (B,)`` class indices.
-        mentioned: ``attribute -> (B,)`` bool, False where the caption omits the
-            attribute (or was dropped to ``""``).
+        targets: ``name -> (num_classes, labels (B,), stated (B,) bool)`` as returned by the
+            world's ``caption_targets`` (``shapes`` or ``scenes``); ``stated`` is False where
+            the caption omits the fact (or was dropped to ``""``).
+
+    Returns:
+        the mean over targets of the cross-entropy on the rows that state them.
     """
     logits = head(pooled)
-    sizes = [shapes.NUM_CLASSES[a] for a in shapes.ATTRIBUTES]
+    sizes = [k for k, _, _ in targets.values()]
     total = pooled.new_zeros(())
-    for name, part in zip(shapes.ATTRIBUTES, torch.split(logits, sizes, dim=1), strict=True):
-        m = mentioned[name]
-        if m.any():
-            total = total + F.cross_entropy(part[m], labels[name][m])
+    for part, (_, labels, stated) in zip(torch.split(logits, sizes, dim=1), targets.values(), strict=True):
+        if stated.any():
+            total = total + F.cross_entropy(part[stated], labels[stated])
     return total / len(sizes)
+
+
+def world_module(name: str):
+    """The data module of a world: :mod:`tutorial_lib.shapes` or :mod:`tutorial_lib.scenes`."""
+    from . import scenes
+
+    worlds = {"shapes": shapes, "scenes": scenes}
+    if name not in worlds:
+        raise ValueError(f"world must be one of {sorted(worlds)}, got {name!r}")
+    return worlds[name]
+
+
+def denoiser_batch(cfg: DenoiserTrainConfig, data_gen: torch.Generator, batch_size: int | None = None):
+    """One training batch with condition dropout: ``(images, captions, caption_targets)``.
+
+    Images and captions come from the config's world; with probability
+    ``cfg.p_partial`` a caption leaves attributes out, and with probability
+    ``cfg.p_uncond`` it is replaced by the empty prompt ``""`` (whose *encoding*
+    is the null condition). The targets of :func:`caption_aux_loss` are marked
+    as not stated for dropped captions.
+    """
+    world = world_module(cfg.world)
+    n = batch_size or cfg.batch_size
+    images, labels, _ = world.generate(n, data_gen, size=cfg.image_size)
+    captions, mentioned = world.partial_captions(labels, data_gen, p_partial=cfg.p_partial)
+    drop = torch.rand(n, generator=data_gen) < cfg.p_uncond
+    captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+    targets = {k: (m, y, stated & ~drop) for k, (m, y, stated) in world.caption_targets(labels, mentioned).items()}
+    return images, captions, targets
 
 
 def _save_json(path: Path, obj) -> None:
@@ -386,6 +448,68 @@ def _contiguous(sd: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- denoiser
+
+
+class _DenoiserRun:
+    """The state of one denoiser training run: models, optimizer, EMA, generators, step."""
+
+    def __init__(self, cfg: DenoiserTrainConfig, ctx: distributed.Distributed):
+        self.cfg, self.ctx = cfg, ctx
+        self.unet, self.text_encoder, self.schedule = build_denoiser(cfg)
+        self.params = [p for m in (self.unet, self.text_encoder) for p in m.parameters() if p.requires_grad]
+        # The auxiliary head exists only in training (never shipped); see caption_aux_loss.
+        self.aux_head = None
+        if cfg.text_aux_weight:
+            sizes = world_module(cfg.world).caption_targets(*_probe_labels(cfg.world))
+            self.aux_head = torch.nn.Linear(self.text_encoder.config.hidden_size, sum(k for k, _, _ in sizes.values()))
+            self.params += list(self.aux_head.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema_unet = EMA(self.unet, cfg.ema_decay)
+        self.ema_text = EMA(self.text_encoder, cfg.ema_decay)
+        # Rank r draws its own data and noise; rank 0 of any run draws what a single process draws.
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 7919 * ctx.rank)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1 + 7919 * ctx.rank)
+        self.step, self.elapsed = 0, 0.0
+
+    def wrapped(self):
+        """The modules the loss calls: DDP wrappers under torchrun (each syncs its gradients)."""
+        wrap = self.ctx.wrap
+        text = self.text_encoder if self.cfg.freeze_text_encoder else wrap(self.text_encoder)
+        head = wrap(self.aux_head) if self.aux_head is not None else None
+        return wrap(self.unet), text, head
+
+    def state_dict(self) -> dict:
+        gens = distributed.gather_objects(self.ctx, (self.data_gen.get_state(), self.noise_gen.get_state()))
+        state = {"unet": self.unet.state_dict(), "text_encoder": self.text_encoder.state_dict(),
+                 "opt": self.opt.state_dict(), "ema_unet": self.ema_unet.state_dict(),
+                 "ema_text": self.ema_text.state_dict(), "data_gen": gens[0][0], "noise_gen": gens[0][1],
+                 "rank_generators": gens, "step": self.step, "elapsed": self.elapsed}
+        if self.aux_head is not None:
+            state["text_aux_head"] = self.aux_head.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.unet.load_state_dict(state["unet"])
+        self.text_encoder.load_state_dict(state["text_encoder"])
+        self.opt.load_state_dict(state["opt"])
+        self.ema_unet.load_state_dict(state["ema_unet"])
+        self.ema_text.load_state_dict(state["ema_text"])
+        if self.aux_head is not None:
+            self.aux_head.load_state_dict(state["text_aux_head"])
+        gens = state.get("rank_generators", [(state["data_gen"], state["noise_gen"])])
+        if len(gens) != self.ctx.world_size:
+            raise ValueError(f"the checkpoint was written by {len(gens)} process(es); resume it with as many "
+                             f"(this run has {self.ctx.world_size})")
+        self.data_gen.set_state(gens[self.ctx.rank][0])
+        self.noise_gen.set_state(gens[self.ctx.rank][1])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+
+
+def _probe_labels(world: str):
+    """Labels and mention masks of a 2-example batch (to size the auxiliary head)."""
+    mod = world_module(world)
+    _, labels, _ = mod.generate(2, torch.Generator().manual_seed(0))
+    return labels, mod.partial_captions(labels, torch.Generator().manual_seed(0))[1]
 
 
 def train_denoiser(
@@ -406,103 +530,96 @@ def train_denoiser(
     the learning-rate schedule. It sets torch's thread count to
     ``cfg.num_threads`` for the whole process and leaves it so (pass
     ``num_threads=torch.get_num_threads()`` to keep the caller's).
+
+    Started by ``torchrun`` it runs data-parallel (:mod:`tutorial_lib.distributed`):
+    ``cfg.batch_size`` is the global batch, split over the processes; only rank 0
+    writes files.
     """
     from .text import load_clip_tokenizer
 
+    ctx = distributed.setup()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    unet, text_encoder, schedule = build_denoiser(cfg)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    run = _DenoiserRun(cfg, ctx)
     tokens = _Tokens(load_clip_tokenizer())
-    params = [p for p in list(unet.parameters()) + list(text_encoder.parameters()) if p.requires_grad]
-    # The auxiliary head exists only in training (never shipped); see caption_attribute_loss.
-    aux_head = None
-    if cfg.text_aux_weight:
-        aux_head = torch.nn.Linear(text_encoder.config.hidden_size, sum(shapes.NUM_CLASSES.values()))
-        params += list(aux_head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema_unet = EMA(unet, cfg.ema_decay)
-    ema_text = EMA(text_encoder, cfg.ema_decay)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, elapsed = 0, 0.0
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        opt.load_state_dict(state["opt"])
-        ema_unet.load_state_dict(state["ema_unet"])
-        ema_text.load_state_dict(state["ema_text"])
-        if aux_head is not None:
-            aux_head.load_state_dict(state["text_aux_head"])
-        data_gen.set_state(state["data_gen"])
-        noise_gen.set_state(state["noise_gen"])
-        step, elapsed = state["step"], state["elapsed"]
-        print(f"resumed from {ckpt} at step {step}")
-    _save_json(out_dir / "train_config.json", asdict(cfg))
+        run.load_state_dict(torch.load(ckpt, weights_only=True))
+        if ctx.is_main:
+            print(f"resumed from {ckpt} at step {run.step}")
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _save_json(out_dir / "train_config.json", asdict(cfg))
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    losses = _denoiser_loop(run, tokens, end, out_dir, progress and ctx.is_main)
+    result = {"steps": run.step, "elapsed_s": run.elapsed, "world_size": ctx.world_size,
+              "weights_sha256": weights_digest(run.unet, run.text_encoder)}
+    if ctx.is_main:
+        final = export_denoiser(out_dir / "final", run.ema_unet.module, run.ema_text.module, run.schedule, cfg)
+        tail = losses[-cfg.log_every:] or [float("nan")]
+        result.update(final_loss=sum(tail) / len(tail), first_loss=losses[0] if losses else float("nan"),
+                      losses=losses, final_dir=str(final))
+    distributed.teardown(ctx)
+    return result
+
+
+def weights_digest(*modules: torch.nn.Module) -> str:
+    """sha256 of the modules' parameters and buffers: equal on every rank of a data-parallel run."""
+    h = hashlib.sha256()
+    for m in modules:
+        for k, v in m.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _denoiser_loop(run: _DenoiserRun, tokens, end: int, out_dir: Path, progress: bool) -> list[float]:
+    """Steps ``run.step .. end``: batch, loss, backward (DDP averages gradients), clip, step, EMA."""
+    cfg, ctx = run.cfg, run.ctx
+    unet, text_encoder, head = run.wrapped()
     bf16 = _use_bf16(cfg.autocast)
-
-    def checkpoint():
-        state = {
-            "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-            "opt": opt.state_dict(), "ema_unet": ema_unet.state_dict(), "ema_text": ema_text.state_dict(),
-            "data_gen": data_gen.get_state(), "noise_gen": noise_gen.get_state(),
-            "step": step, "elapsed": elapsed,
-        }
-        if aux_head is not None:
-            state["text_aux_head"] = aux_head.state_dict()
-        _atomic_torch_save(state, ckpt)
-
+    share = ctx.share(cfg.batch_size)
+    ckpt = out_dir / "checkpoint.pt"
     unet.train()
     text_encoder.train()
     losses = []
-    log = open(out_dir / "log.jsonl", "a")
-    bar = tqdm(total=end, initial=step, disable=not progress, desc="denoiser", dynamic_ncols=True)
+    log = open(out_dir / "log.jsonl", "a") if ctx.is_main else None
+    bar = tqdm(total=end, initial=run.step, disable=not progress, desc=f"denoiser ({cfg.world})", dynamic_ncols=True)
     t_last = time.time()
-    while step < end:
-        lr = _lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio, cfg.decay_steps)
-        for group in opt.param_groups:
+    while run.step < end:
+        lr = _lr_at(run.step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio, cfg.decay_steps)
+        for group in run.opt.param_groups:
             group["lr"] = lr
-        images, labels, _ = shapes.generate(cfg.batch_size, data_gen, size=cfg.image_size)
-        captions, mentioned = shapes.partial_captions(labels, data_gen, p_partial=cfg.p_partial)
-        drop = torch.rand(cfg.batch_size, generator=data_gen) < cfg.p_uncond
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
-        text_aux = None
-        if cfg.text_aux_weight:
-            mentioned = {k: v & ~drop for k, v in mentioned.items()}
-            text_aux = (aux_head, cfg.text_aux_weight, labels, mentioned)
-        loss = denoiser_loss(unet, text_encoder, schedule, images, tokens(captions), noise_gen, bf16=bf16,
-                             text_aux=text_aux)
-        opt.zero_grad(set_to_none=True)
+        images, captions, targets = denoiser_batch(cfg, run.data_gen, share)
+        text_aux = (head, cfg.text_aux_weight, targets) if head is not None else None
+        loss = denoiser_loss(unet, text_encoder, run.schedule, images, tokens(captions), run.noise_gen,
+                             bf16=bf16, text_aux=text_aux)
+        run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        ema_unet.update(unet)
-        ema_text.update(text_encoder)
-        step += 1
+            torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.opt.step()
+        run.ema_unet.update(run.unet)
+        run.ema_text.update(run.text_encoder)
+        run.step += 1
         now = time.time()
-        elapsed += now - t_last
-        t_last = now
-        losses.append(loss.item())
+        run.elapsed, t_last = run.elapsed + now - t_last, now
+        losses.append(ctx.mean(loss.item()))
         bar.update(1)
-        if step % cfg.log_every == 0 or step == end:
+        if log is not None and (run.step % cfg.log_every == 0 or run.step == end):
             mean = sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:])
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
-            log.write(json.dumps({"step": step, "loss": mean, "lr": lr, "elapsed_s": round(elapsed, 1)}) + "\n")
+            log.write(json.dumps({"step": run.step, "loss": mean, "lr": lr, "elapsed_s": round(run.elapsed, 1)}) + "\n")
             log.flush()
-        if step % cfg.checkpoint_every == 0 and step < end:
-            checkpoint()
+        if run.step % cfg.checkpoint_every == 0 or run.step == end:
+            state = run.state_dict()  # every rank takes part (it gathers the generators)
+            if ctx.is_main:
+                _atomic_torch_save(state, ckpt)
     bar.close()
-    log.close()
-    checkpoint()
-    final = export_denoiser(out_dir / "final", ema_unet.module, ema_text.module, schedule, cfg)
-    tail = losses[-cfg.log_every:] or [float("nan")]
-    return {"steps": step, "elapsed_s": elapsed, "final_loss": sum(tail) / len(tail),
-            "first_loss": losses[0] if losses else float("nan"), "losses": losses, "final_dir": str(final)}
+    if log is not None:
+        log.close()
+    return losses
 
 
 def export_denoiser(final_dir, unet, text_encoder, schedule, cfg: DenoiserTrainConfig | None = None) -> Path:
@@ -562,8 +679,11 @@ def train_classifier(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    ccfg = ClassifierConfig(image_size=cfg.image_size, **{"time_conditioned": cfg.noisy, **cfg.classifier})
-    model = AttributeClassifier(ccfg)
+    world = world_module(cfg.world)
+    config_cls, model_cls = ((SceneClassifierConfig, SceneClassifier) if cfg.world == "scenes"
+                             else (ClassifierConfig, AttributeClassifier))
+    ccfg = config_cls(image_size=cfg.image_size, **{"time_conditioned": cfg.noisy, **cfg.classifier})
+    model = model_cls(ccfg)
     schedule = NoiseSchedule(**cfg.schedule)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -591,7 +711,7 @@ def train_classifier(
         lr = _lr_at(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, labels, _ = shapes.generate(cfg.batch_size, gen, size=cfg.image_size)
+        x, labels, _ = world.generate(cfg.batch_size, gen, size=cfg.image_size)
         t = None
         if cfg.noisy:
             t = torch.randint(0, schedule.num_train_timesteps, (cfg.batch_size,), generator=gen)
@@ -618,7 +738,8 @@ def train_classifier(
     model.eval()
     # Held-out evaluation on a separate seed.
     eval_gen = torch.Generator().manual_seed(10_000 + cfg.seed)
-    x, labels, _ = shapes.generate(cfg.eval_size, eval_gen, size=cfg.image_size)
+    x, labels, _ = world.generate(cfg.eval_size, eval_gen, size=cfg.image_size)
+    score = scene_reading_accuracy if cfg.world == "scenes" else accuracy
     result = {"steps": step, "elapsed_s": elapsed, "first_loss": losses[0] if losses else float("nan"),
               "final_loss": sum(losses[-cfg.log_every:]) / max(1, len(losses[-cfg.log_every:])),
               "losses": losses}
@@ -627,10 +748,10 @@ def train_classifier(
         for lo, hi in ((0, 250), (250, 500), (500, 750), (750, 1000)):
             t = torch.randint(lo, hi, (cfg.eval_size,), generator=eval_gen)
             xt = schedule.add_noise(x, torch.randn(x.shape, generator=eval_gen), t)
-            bands[f"t{lo}-{hi}"] = accuracy(model, xt, labels, t)
+            bands[f"t{lo}-{hi}"] = score(model, xt, labels, t)
         result["accuracy_by_t"] = bands
     else:
-        result["accuracy"] = accuracy(model, x, labels)
+        result["accuracy"] = score(model, x, labels)
     final = out_dir / "final"
     final.mkdir(exist_ok=True)
     save_file(_contiguous(model.state_dict()), str(final / f"{name}.safetensors"))
@@ -645,7 +766,7 @@ def train_classifier(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tutorial_lib.train", description=__doc__.split("\n\n")[0])
     p.add_argument("model", choices=MODELS)
-    p.add_argument("--config", default="full", choices=("full", "fast"))
+    p.add_argument("--config", default="full", help="a config name of CONFIGS[model] (full, fast, scenes, ...)")
     p.add_argument("--out", default=None, help="output folder (default runs/<model>-<config>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     p.add_argument("--steps", type=int, default=None, help="override the number of steps")
