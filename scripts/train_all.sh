@@ -3,6 +3,7 @@
 #
 #   scripts/train_all.sh            # the full configs (the shipped weights)
 #   scripts/train_all.sh fast       # the learner's fast configs
+#   scripts/train_all.sh scenes     # the scenes models (judge, denoiser, weak denoiser, noisy classifier)
 #   EXPORT=1 scripts/train_all.sh   # ... and copy the results into tutorial_lib/assets/models
 #
 # Each step resumes from runs/<model>-<config>/checkpoint.pt if it exists, so an
@@ -16,6 +17,17 @@ PY="${PYTHON:-python}"
 # save; passive waiting keeps the 2-thread run close to its unloaded speed.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
+if [ "$CONFIG" = "scenes" ]; then
+  # The scenes models: the judge, the scenes denoiser, its deliberately weaker twin (autoguidance)
+  # and the noise-robust scene classifier. Set TORCHRUN="torchrun --nproc-per-node 8" to train
+  # data-parallel (DDP) on several GPUs or CPU processes; nothing else changes.
+  RUN="${TORCHRUN:-$PY}"
+  "$PY" -m tutorial_lib.train judge            --config scenes      --out runs/judge-scenes --resume
+  $RUN -m tutorial_lib.train denoiser          --config scenes      --out runs/denoiser-scenes --resume
+  $RUN -m tutorial_lib.train denoiser          --config scenes-weak --out runs/denoiser-scenes-weak --resume
+  "$PY" -m tutorial_lib.train noisy_classifier --config scenes      --out runs/noisy_classifier-scenes --resume
+  exit 0
+fi
 "$PY" -m tutorial_lib.train judge            --config "$CONFIG" --out "runs/judge-$CONFIG" --resume
 "$PY" -m tutorial_lib.train noisy_classifier --config "$CONFIG" --out "runs/noisy_classifier-$CONFIG" --resume
 "$PY" -m tutorial_lib.train denoiser         --config "$CONFIG" --out "runs/denoiser-$CONFIG" --resume

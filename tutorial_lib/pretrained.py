@@ -45,6 +45,7 @@ from safetensors.torch import load as load_safetensors
 
 __all__ = [
     "MODELS_DIR",
+    "SCENES_DIR",
     "MANIFEST_NAME",
     "WEIGHT_FILES",
     "AssetVerificationError",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+#: The scenes models (one to three objects; binding, relation and count captions).
+SCENES_DIR = MODELS_DIR / "scenes"
 MANIFEST_NAME = "MANIFEST.sha256"
 
 #: Every file the manifest covers, per component (weights first).
@@ -66,8 +69,18 @@ COMPONENT_FILES: dict[str, tuple[str, ...]] = {
     "schedule": ("schedule.json",),
     "judge": ("judge.safetensors", "judge_config.json"),
     "noisy_classifier": ("noisy_classifier.safetensors", "noisy_classifier_config.json"),
+    # scenes only: the deliberately weaker U-Net (autoguidance), sharing the text encoder
+    "weak_unet": ("weak_unet.safetensors", "weak_unet_config.json"),
 }
-WEIGHT_FILES = tuple(f for files in COMPONENT_FILES.values() for f in files if f.endswith(".safetensors"))
+#: Components a model folder may lack (only the scenes folder has a weak U-Net).
+OPTIONAL_COMPONENTS = ("weak_unet",)
+#: The weight files every model folder has (the optional components' are not listed).
+WEIGHT_FILES = tuple(f for c, files in COMPONENT_FILES.items() if c not in OPTIONAL_COMPONENTS
+                     for f in files if f.endswith(".safetensors"))
+
+
+#: The default model folder of each world.
+WORLD_DIRS: dict[str, Path] = {"shapes": MODELS_DIR, "scenes": SCENES_DIR}
 
 
 class AssetVerificationError(RuntimeError):
@@ -148,9 +161,9 @@ def verify_assets(directory: str | Path | None = None) -> dict[str, str]:
     for name, expected in manifest.items():
         path = directory / name
         status[name] = _check_bytes(name, path.read_bytes(), expected) if path.is_file() else "missing"
-    for files in COMPONENT_FILES.values():
+    for component, files in COMPONENT_FILES.items():
         for name in files:
-            if name not in status:
+            if name not in status and component not in OPTIONAL_COMPONENTS:
                 status[name] = "not in manifest" if (directory / name).is_file() else "missing"
     return status
 
@@ -266,6 +279,9 @@ class PretrainedModels:
         judge: :class:`~tutorial_lib.classifiers.AttributeClassifier` on clean images (scoring only).
         directory: where the files were read from.
         info: ``training.json`` (commands, training times, metrics) if present.
+        weak_unet: scenes only: the deliberately weaker U-Net of the same task (smaller,
+            trained a quarter as long, on the same frozen text encoder) that autoguidance
+            uses in place of the unconditional branch; None elsewhere.
     """
 
     text_encoder: torch.nn.Module
@@ -275,6 +291,7 @@ class PretrainedModels:
     judge: torch.nn.Module | None
     directory: Path
     info: dict = field(default_factory=dict)
+    weak_unet: torch.nn.Module | None = None
 
     @functools.cached_property
     def tokenizer(self):
@@ -317,11 +334,14 @@ def load_pretrained(
     verify: bool = True,
     classifiers: bool = True,
     device: str | torch.device = "cpu",
+    world: str = "shapes",
 ) -> PretrainedModels:
     """Load the shipped text encoder, U-Net, schedule and classifiers (and, lazily, the tokenizer).
 
     Args:
-        directory: the model folder (default: the package's ``assets/models``).
+        directory: the model folder (default: the package's folder of ``world``).
+        world: ``"shapes"`` (one object per image; ``assets/models``) or ``"scenes"`` (one to
+            three objects, with the weak U-Net for autoguidance; ``assets/models/scenes``).
         verify: check every file it uses against ``MANIFEST.sha256`` first; a
             missing, truncated or modified file raises :class:`AssetVerificationError`
             naming it.
@@ -351,38 +371,54 @@ def load_pretrained(
     a call takes ~0.4 s, plus ~0.9 s at the first tokenizer access; a second call in the
     same process ~0.08 s (``make bench`` reports all three).
     """
-    from .classifiers import AttributeClassifier, ClassifierConfig
     from .clip_text import CLIPTextEncoder, CLIPTextModelConfig
     from .schedule import NoiseSchedule
     from .unet import ConditionalUNet, UNetConfig
 
-    directory = Path(directory) if directory is not None else MODELS_DIR
+    if world not in WORLD_DIRS:
+        raise ValueError(f"world must be one of {sorted(WORLD_DIRS)}, got {world!r}")
+    directory = Path(directory) if directory is not None else WORLD_DIRS[world]
     if not directory.is_dir():
         raise AssetVerificationError(f"model folder {directory} does not exist")
     components = ["unet", "text_encoder", "schedule"] + (["judge", "noisy_classifier"] if classifiers else [])
+    if (directory / COMPONENT_FILES["weak_unet"][0]).is_file():
+        components.append("weak_unet")
     files = _read_files(directory, {f for c in components for f in COMPONENT_FILES[c]}, verify)
 
     def build(module_fn, component: str) -> torch.nn.Module:
         name = f"{component}.safetensors"
         return _build(module_fn, _weights_of(directory, files, name), directory / name, device)
 
+    def unet(component: str) -> torch.nn.Module:
+        cfg = UNetConfig.from_dict(_json_of(directory, files, f"{component}_config.json"))
+        return build(lambda: ConditionalUNet(cfg), component)
+
     te_cfg = CLIPTextModelConfig.from_dict(_json_of(directory, files, "text_encoder_config.json"))
-    text_encoder = build(lambda: CLIPTextEncoder(te_cfg), "text_encoder")
-    unet_cfg = UNetConfig.from_dict(_json_of(directory, files, "unet_config.json"))
-    unet = build(lambda: ConditionalUNet(unet_cfg), "unet")
-    schedule = NoiseSchedule.from_config(_json_of(directory, files, "schedule.json"))
-    judge = noisy = None
+    models = {"text_encoder": build(lambda: CLIPTextEncoder(te_cfg), "text_encoder"), "unet": unet("unet"),
+              "schedule": NoiseSchedule.from_config(_json_of(directory, files, "schedule.json")),
+              "weak_unet": unet("weak_unet") if "weak_unet" in components else None,
+              "judge": None, "noisy_classifier": None}
     if classifiers:
-        jcfg = ClassifierConfig.from_dict(_json_of(directory, files, "judge_config.json"))
-        judge = build(lambda: AttributeClassifier(jcfg), "judge")
-        ncfg = ClassifierConfig.from_dict(_json_of(directory, files, "noisy_classifier_config.json"))
-        noisy = build(lambda: AttributeClassifier(ncfg), "noisy_classifier")
+        for name in ("judge", "noisy_classifier"):
+            cls, config = _classifier_classes(_json_of(directory, files, f"{name}_config.json"))
+            models[name] = build(lambda cls=cls, config=config: cls(config), name)
     info_path = directory / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return PretrainedModels(
-        text_encoder=text_encoder, unet=unet, schedule=schedule,
-        noisy_classifier=noisy, judge=judge, directory=directory, info=info,
+    return PretrainedModels(directory=directory, info=info, **models)
+
+
+def _classifier_classes(config: dict):
+    """``(module class, config)`` of a classifier's JSON config: the scenes' cell reader or the attribute one."""
+    from .classifiers import (
+        AttributeClassifier,
+        ClassifierConfig,
+        SceneClassifier,
+        SceneClassifierConfig,
     )
+
+    if "feature_dim" in config:
+        return SceneClassifier, SceneClassifierConfig.from_dict(config)
+    return AttributeClassifier, ClassifierConfig.from_dict(config)
 
 
 def export_assets(
@@ -391,23 +427,36 @@ def export_assets(
     noisy_classifier_dir: str | Path | None = None,
     directory: str | Path | None = None,
     info: dict | None = None,
+    weak_denoiser_dir: str | Path | None = None,
+    half: bool = False,
 ) -> Path:
-    """Copy trained weights (``runs/<model>/final``) into the model folder and rewrite the manifest."""
+    """Copy trained weights (``runs/<model>/final``) into a model folder and rewrite its manifest.
+
+    ``weak_denoiser_dir``: a run whose U-Net becomes ``weak_unet`` (scenes). ``half``: store
+    the float32 tensors as float16 (half the bytes; :func:`load_pretrained` restores float32).
+    """
+    from safetensors.torch import load_file, save_file
+
     directory = Path(directory) if directory is not None else MODELS_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    sources = []
+    sources = []  # (source file, name in the model folder)
     if denoiser_dir is not None:
-        sources += [(Path(denoiser_dir), f) for f in
+        sources += [(Path(denoiser_dir) / f, f) for f in
                     COMPONENT_FILES["unet"] + COMPONENT_FILES["text_encoder"] + COMPONENT_FILES["schedule"]]
-    if judge_dir is not None:
-        sources += [(Path(judge_dir), f) for f in COMPONENT_FILES["judge"]]
-    if noisy_classifier_dir is not None:
-        sources += [(Path(noisy_classifier_dir), f) for f in COMPONENT_FILES["noisy_classifier"]]
-    for src_dir, name in sources:
-        src = src_dir / name
+    if weak_denoiser_dir is not None:
+        sources += [(Path(weak_denoiser_dir) / f, f"weak_{f}") for f in COMPONENT_FILES["unet"]]
+    for name, run in (("judge", judge_dir), ("noisy_classifier", noisy_classifier_dir)):
+        if run is not None:
+            sources += [(Path(run) / f, f) for f in COMPONENT_FILES[name]]
+    for src, name in sources:
         if not src.is_file():
             raise FileNotFoundError(f"{src} is missing; train the model first")
-        shutil.copyfile(src, directory / name)
+        if half and name.endswith(".safetensors"):
+            state = load_file(str(src))
+            save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()},
+                      str(directory / name))
+        else:
+            shutil.copyfile(src, directory / name)
     if info is not None:
         (directory / "training.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return write_manifest(directory)
@@ -422,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--denoiser", default=None, help="e.g. runs/denoiser-full/final")
     e.add_argument("--judge", default=None, help="e.g. runs/judge-full/final")
     e.add_argument("--noisy-classifier", default=None, help="e.g. runs/noisy_classifier-full/final")
+    e.add_argument("--weak-denoiser", default=None, help="scenes: e.g. runs/denoiser-scenes-weak/final")
+    e.add_argument("--half", action="store_true", help="store float32 tensors as float16")
     e.add_argument("--info", default=None, help="a JSON file copied to training.json")
     e.add_argument("--dir", default=None)
     t = sub.add_parser("time", help="time load_pretrained()")
@@ -434,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(s == "ok" for s in status.values()) else 1
     if args.cmd == "export":
         info = json.loads(Path(args.info).read_text()) if args.info else None
-        path = export_assets(args.denoiser, args.judge, args.noisy_classifier, args.dir, info)
+        path = export_assets(args.denoiser, args.judge, args.noisy_classifier, args.dir, info,
+                             weak_denoiser_dir=args.weak_denoiser, half=args.half)
         print(path.read_text())
         return 0
     t0 = time.perf_counter()
