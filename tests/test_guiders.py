@@ -1,0 +1,193 @@
+"""The guiders: each combination equals diffusers' guider (<= 1e-6) or the paper's equation."""
+
+import pytest
+import torch
+from diffusers.guiders import (
+    AdaptiveProjectedGuidance as DAPG,
+)
+from diffusers.guiders import (
+    AutoGuidance as DAutoGuidance,
+)
+from diffusers.guiders import (
+    ClassifierFreeGuidance as DCFG,
+)
+from diffusers.guiders import (
+    ClassifierFreeZeroStarGuidance as DZeroStar,
+)
+from diffusers.guiders import (
+    PerturbedAttentionGuidance as DPAG,
+)
+from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+
+from tutorial_lib import guiders as G
+from tutorial_lib.attention import SelfAttention
+from tutorial_lib.guidance import combine_weighted_prompts
+from tutorial_lib.unet import ConditionalUNet, UNetConfig
+
+TOL = 1e-6
+
+
+def _preds(n=3, seed=0, shape=(4, 3, 8, 8)):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g) for _ in range(n)]
+
+
+def _diffusers(guider, step=0, steps=10, **preds):
+    guider.set_state(step, steps, torch.tensor(500))
+    return guider.forward(**preds).pred
+
+
+@pytest.mark.parametrize("gamma,phi", [(1.0, 0.0), (3.0, 0.0), (7.5, 0.7), (0.0, 0.0)])
+def test_cfg_equals_diffusers(gamma, phi):
+    cond, uncond = _preds(2)
+    ours = G.ClassifierFreeGuidance(gamma, guidance_rescale=phi).combine(cond, uncond)
+    theirs = _diffusers(DCFG(guidance_scale=gamma, guidance_rescale=phi), pred_cond=cond, pred_uncond=uncond)
+    assert (ours - theirs).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("momentum,threshold,eta", [(None, 0.0, 1.0), (None, 15.0, 0.0), (-0.5, 10.0, 0.0),
+                                                    (-0.75, 0.0, 0.5)])
+def test_apg_equals_diffusers_over_several_steps(momentum, threshold, eta):
+    ours = G.AdaptiveProjectedGuidance(10.0, eta=eta, norm_threshold=threshold, momentum=momentum)
+    theirs = DAPG(guidance_scale=10.0, adaptive_projected_guidance_momentum=momentum,
+                  adaptive_projected_guidance_rescale=threshold, eta=eta)
+    theirs.momentum_buffer = MomentumBuffer(momentum) if momentum is not None else None  # its step-0 set-up
+    ours.reset()
+    for step in range(4):
+        cond, uncond = _preds(2, seed=step)
+        a = ours.combine(cond, uncond)
+        b = _diffusers(theirs, step=step, pred_cond=cond, pred_uncond=uncond)
+        assert (a - b).abs().max() <= TOL, step
+
+
+def test_apg_without_its_options_is_cfg():
+    cond, uncond = _preds(2)
+    apg = G.AdaptiveProjectedGuidance(5.0, eta=1.0, norm_threshold=0.0)
+    assert (apg.combine(cond, uncond) - G.ClassifierFreeGuidance(5.0).combine(cond, uncond)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("step", [0, 1, 3])
+def test_cfg_zero_star_equals_diffusers(step):
+    cond, uncond = _preds(2, seed=step)
+    ours = G.ClassifierFreeZeroStarGuidance(6.0, zero_init_steps=1).combine(cond, uncond, step)
+    theirs = _diffusers(DZeroStar(guidance_scale=6.0, zero_init_steps=1), step=step,
+                        pred_cond=cond, pred_uncond=uncond)
+    assert (ours - theirs).abs().max() <= TOL
+
+
+def test_autoguidance_equals_diffusers_with_the_weak_prediction_as_uncond():
+    cond, weak = _preds(2)
+    ours = G.AutoGuidance(lambda x, t, c: x, 2.5).combine(cond, weak)
+    theirs = _diffusers(DAutoGuidance(guidance_scale=2.5, auto_guidance_layers=[0], dropout=0.1), pred_cond=cond,
+                        pred_uncond=weak)
+    assert (ours - theirs).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("gamma", [1.0, 4.0])
+def test_pag_equals_diffusers(gamma):
+    cond, uncond, pert = _preds(3)
+    unet = ConditionalUNet(UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(False, True),
+                                      num_heads=2, context_dim=8, time_embed_dim=16))
+    ours = G.PerturbedAttentionGuidance(unet, 3.0, guidance_scale=gamma)
+    a = ours.combine(cond, pert, uncond if gamma != 1 else None)
+    theirs = DPAG(guidance_scale=gamma, perturbed_guidance_scale=3.0, perturbed_guidance_start=0.0,
+                  perturbed_guidance_stop=1.0, perturbed_guidance_layers=[0])
+    # step 1: diffusers' perturbed range is start < step < stop (strict at the start)
+    b = _diffusers(theirs, step=1, pred_cond=cond, pred_uncond=uncond, pred_cond_skip=pert)
+    assert (a - b).abs().max() <= TOL
+
+
+def test_perturbed_self_attention_uses_the_identity_map_and_restores_the_unet():
+    torch.manual_seed(0)
+    unet = ConditionalUNet(UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(False, True),
+                                      num_heads=2, context_dim=8, time_embed_dim=16)).eval()
+    for p in unet.parameters():  # the output conv starts at zero: give every weight a value
+        p.data.normal_(0, 0.2)
+    x, t, ctx = torch.randn(2, 3, 8, 8), torch.tensor([10, 500]), torch.randn(2, 5, 8)
+    before = unet(x, t, ctx)
+    attn = dict(unet.named_modules())
+    name = next(n for n, m in attn.items() if isinstance(m, SelfAttention))
+    tokens = torch.randn(2, 16, attn[name].query_dim)
+    with G.perturbed_self_attention(unet, [name]):
+        perturbed = unet(x, t, ctx)
+        # identity attention: softmax(QK^T) = I, so each token gets its own value
+        m = attn[name]
+        assert torch.allclose(m(tokens), tokens + m.to_out(m.to_v(m.norm(tokens))), atol=1e-6)
+    assert not torch.allclose(perturbed, before)
+    assert torch.equal(unet(x, t, ctx), before)  # the hooks are gone
+    with pytest.raises(ValueError, match="layers must name self-attention modules"):
+        G.PerturbedAttentionGuidance(unet, 3.0, layers=["nope"])
+
+
+def test_weighted_prompts_per_image_weights():
+    e1, e2, uncond = _preds(3)
+    w = torch.tensor([[1.0, 0.0], [0.5, 0.5], [2.0, -1.0], [0.0, 3.0]])
+    out = G.WeightedPromptsGuidance(w).combine([e1, e2], uncond)
+    for b in range(4):
+        expected = uncond[b] + w[b, 0] * (e1[b] - uncond[b]) + w[b, 1] * (e2[b] - uncond[b])
+        assert (out[b] - expected).abs().max() <= TOL
+    # one weight set for the whole batch is the package's combine_weighted_prompts
+    same = G.WeightedPromptsGuidance([2.0, 1.5]).combine([e1, e2], uncond)
+    assert (same - combine_weighted_prompts(uncond, [e1, e2], [2.0 / 3.5, 1.5 / 3.5], 3.5)).abs().max() <= 1e-5
+
+
+def test_classifier_guidance_is_dhariwal_nichol_eq_14():
+    x = torch.randn(2, 3, 8, 8)
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 4))
+    labels = torch.tensor([1, 3])
+    guider = G.ClassifierGuidance(lambda xt, t: classifier(xt), labels, classifier_scale=2.0)
+    eps = torch.randn_like(x)
+    step = G.GuidanceStep(x, 400, 0, 10, torch.tensor(0.3), torch.zeros(2, 5, 8), None, lambda xt, t, c: eps)
+    out = guider(step)
+    xr = x.clone().requires_grad_(True)
+    lp = torch.log_softmax(classifier(xr), dim=1)[torch.arange(2), labels].sum()
+    (grad,) = torch.autograd.grad(lp, xr)
+    assert torch.allclose(out, eps - 2.0 * (0.7 ** 0.5) * grad, atol=1e-5)
+
+
+def test_perp_neg_removes_only_the_perpendicular_part_of_the_negative():
+    uncond = torch.zeros(1, 4)
+    cond = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    guider = G.PerpNegGuidance(torch.zeros(1, 77, 8), guidance_scale=2.0, negative_scale=1.0)
+    parallel = torch.tensor([[3.0, 0.0, 0.0, 0.0]])  # the negative overlaps the positive: nothing removed
+    assert torch.allclose(guider.combine(cond, uncond, parallel), 2.0 * cond)
+    perpendicular = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    assert torch.allclose(guider.combine(cond, uncond, perpendicular), torch.tensor([[2.0, -1.0, 0.0, 0.0]]))
+    mixed = torch.tensor([[5.0, 2.0, 0.0, 0.0]])
+    assert torch.allclose(guider.combine(cond, uncond, mixed), torch.tensor([[2.0, -2.0, 0.0, 0.0]]))
+
+
+def test_cfg_guider_calls_and_interval():
+    calls = []
+
+    def denoiser(x, t, c):
+        calls.append(c[0, 0, 0].item())
+        return x * 0 + c[:, :1, :1].view(-1, 1, 1, 1)
+
+    cond, uncond = torch.full((2, 3, 4), 2.0), torch.zeros(2, 3, 4)
+    step = G.GuidanceStep(torch.zeros(2, 3, 4, 4), 900, 0, 10, torch.tensor(0.1), cond, uncond, denoiser)
+    out = G.ClassifierFreeGuidance(3.0)(step)
+    assert torch.allclose(out, torch.full_like(out, 6.0)) and calls == [2.0, 0.0]
+    calls.clear()
+    out = G.ClassifierFreeGuidance(3.0, interval=(100, 500))(step)  # t = 900 is outside: ε_c, one pass
+    assert torch.allclose(out, torch.full_like(out, 2.0)) and calls == [2.0]
+    calls.clear()
+    step.batch_cfg = True
+    G.ClassifierFreeGuidance(3.0)(step)
+    assert len(calls) == 1  # one doubled batch
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: G.ClassifierFreeGuidance(-1.0), "guidance_scale must be >= 0"),
+    (lambda: G.ClassifierFreeGuidance(3.0, guidance_rescale=2.0), "guidance_rescale must lie in"),
+    (lambda: G.ClassifierFreeGuidance(3.0, interval=(500, 100)), "t_low <= t_high"),
+    (lambda: G.AdaptiveProjectedGuidance(float("nan")), "guidance_scale must be a finite"),
+    (lambda: G.ClassifierFreeZeroStarGuidance(3.0, zero_init_steps=-1), "zero_init_steps"),
+    (lambda: G.AutoGuidance("weak"), "weak_denoiser must be callable"),
+    (lambda: G.WeightedPromptsGuidance([]), "weights must be"),
+    (lambda: G.ClassifierGuidance(len, torch.tensor([0.5])), "labels must be"),
+    (lambda: G.PerpNegGuidance(torch.zeros(3), 1.0), "negative_embeds must be"),
+])
+def test_bad_options_fail_at_construction(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()

@@ -1,0 +1,472 @@
+"""Guiders: one small object per guidance method, with the names diffusers' ``guiders`` use.
+
+Introduced in the chapter "Guidance after CFG". A guider turns the denoiser's
+predictions at one sampling step into the *guided* prediction. Each class
+validates its options once, at construction; at every step it asks the
+:class:`GuidanceStep` for the predictions it needs (``step.predict(context)``)
+and combines them with its equation, written in its ``combine`` method so the
+maths can be tested on hand-made tensors and against diffusers.
+
+============================================  =========================================================
+guider                                        guided prediction ε̃ (per image)
+============================================  =========================================================
+:class:`ClassifierFreeGuidance`               ε_u + γ (ε_c − ε_u)                       (Ho & Salimans 2022)
+:class:`WeightedPromptsGuidance`              ε_u + Σₖ w_{b,k} (ε_k − ε_u)              (Liu et al. 2022)
+:class:`ClassifierGuidance`                   ε_c − s √(1 − ᾱ_t) ∇ log p(y | x_t)       (Dhariwal & Nichol 2021)
+:class:`AdaptiveProjectedGuidance`            ε_u + γ (Δ_⊥ + η Δ_∥)                     (Sadat et al. 2024)
+:class:`ClassifierFreeZeroStarGuidance`       s* ε_u + γ (ε_c − s* ε_u), 0 at first steps (Fan et al. 2025)
+:class:`AutoGuidance`                         ε_weak + γ (ε_c − ε_weak)                 (Karras et al. 2024)
+:class:`PerturbedAttentionGuidance`           CFG + s (ε_c − ε_c^{perturbed})           (Ahn et al. 2024)
+:class:`PerpNegGuidance`                      ε_u + γ Δ_c − w Δ_n^⊥                    (Armandpour et al. 2023)
+============================================  =========================================================
+
+Convention: ``guidance_scale`` is γ of the Imagen form ``ε_u + γ (ε_c − ε_u)`` (γ = 1
+is the conditional model alone, γ = 0 the unconditional one), as diffusers uses it;
+Ho & Salimans write ``(1 + w) ε_c − w ε_u``, so ``w = γ − 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .guidance import classifier_log_prob_grad, rescale_noise_cfg
+
+__all__ = [
+    "GuidanceStep",
+    "Guider",
+    "ClassifierFreeGuidance",
+    "WeightedPromptsGuidance",
+    "ClassifierGuidance",
+    "AdaptiveProjectedGuidance",
+    "ClassifierFreeZeroStarGuidance",
+    "AutoGuidance",
+    "PerturbedAttentionGuidance",
+    "PerpNegGuidance",
+    "perturbed_self_attention",
+]
+
+
+def _real(name: str, value, low: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    if low is not None and float(value) < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return float(value)
+
+
+def _interval(interval) -> tuple[float, float] | None:
+    if interval is None:
+        return None
+    if not isinstance(interval, (tuple, list)) or len(interval) != 2:
+        raise ValueError(f"interval must be None or (t_low, t_high) timesteps, got {interval!r}")
+    lo, hi = (_real("interval", v, 0.0) for v in interval)
+    if lo > hi:
+        raise ValueError(f"interval must have t_low <= t_high, got {interval!r}")
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- the step a guider sees
+
+
+@dataclass
+class GuidanceStep:
+    """Everything a guider may use at one step of the sampler.
+
+    Attributes:
+        sample: x_t, ``(B, C, H, W)``.
+        timestep: t (an int of the training schedule).
+        index: the step's position ``i`` in ``0 .. num_inference_steps − 1``.
+        num_inference_steps: the number of sampling steps.
+        alpha_cumprod: ᾱ_t (0-d tensor).
+        prompt_embeds: the conditions, ``(B, 77, D)``, or a list of them for weighted prompts.
+        negative_embeds: the unconditional / negative condition ``(B, 77, D)`` (the encoded ``""``
+            by default), or None.
+        denoiser: ``(x_t, t, context) -> prediction`` (the course's denoiser protocol).
+        batch_cfg: evaluate several contexts as one concatenated batch (the "CFG batch trick");
+            measured on this CPU it pays only at small batch (notebook 08).
+    """
+
+    sample: torch.Tensor
+    timestep: int
+    index: int
+    num_inference_steps: int
+    alpha_cumprod: torch.Tensor
+    prompt_embeds: torch.Tensor | list[torch.Tensor]
+    negative_embeds: torch.Tensor | None
+    denoiser: Callable
+    batch_cfg: bool = False
+
+    def predict(self, context: torch.Tensor, denoiser: Callable | None = None) -> torch.Tensor:
+        """``denoiser(x_t, t, context)`` (the step's own denoiser unless another is given)."""
+        model = denoiser or self.denoiser
+        t = torch.full((self.sample.shape[0],), self.timestep, dtype=torch.long, device=self.sample.device)
+        return model(self.sample, t, context)
+
+    def predict_all(self, contexts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One prediction per context: one concatenated batch if ``batch_cfg``, else one pass each."""
+        if not self.batch_cfg or len(contexts) == 1:
+            return [self.predict(c) for c in contexts]
+        b = self.sample.shape[0]
+        x = self.sample.repeat(len(contexts), *(1,) * (self.sample.dim() - 1))
+        t = torch.full((x.shape[0],), self.timestep, dtype=torch.long, device=x.device)
+        return list(self.denoiser(x, t, torch.cat(list(contexts))).split(b))
+
+
+class Guider:
+    """Base class: ``guider(step) -> guided prediction``; ``reset()`` before each sampling call."""
+
+    def reset(self) -> None:
+        """Clear per-sampling state (e.g. APG's momentum). Stateless guiders do nothing."""
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _cond_uncond(step: GuidanceStep) -> tuple[torch.Tensor, torch.Tensor]:
+    if step.negative_embeds is None:
+        raise ValueError("this guider needs negative_embeds (the unconditional condition, e.g. the encoded '')")
+    cond, uncond = step.predict_all([step.prompt_embeds, step.negative_embeds])
+    return cond, uncond
+
+
+# --------------------------------------------------------------------------- CFG and its relatives
+
+
+class ClassifierFreeGuidance(Guider):
+    """Classifier-free guidance (Ho & Salimans 2022), Imagen form: ``ε̃ = ε_u + γ (ε_c − ε_u)``.
+
+    Args:
+        guidance_scale: γ (Ho & Salimans' ``w = γ − 1``); 1 is the conditional model alone.
+        guidance_rescale: φ of Lin et al. (WACV 2024): mix ε̃ with ε̃·std(ε_c)/std(ε̃).
+        interval: ``(t_low, t_high)``: guide only for timesteps in this closed range
+            (Kynkäänniemi et al. 2024); outside it the step uses ε_c (γ = 1), one pass.
+    """
+
+    def __init__(self, guidance_scale: float = 7.5, guidance_rescale: float = 0.0, interval=None):
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
+        if self.guidance_rescale > 1:
+            raise ValueError(f"guidance_rescale must lie in [0, 1], got {guidance_rescale!r}")
+        self.interval = _interval(interval)
+
+    def active(self, timestep: int) -> bool:
+        """Whether guidance applies at ``timestep`` (inside the interval, and γ ≠ 1)."""
+        inside = self.interval is None or self.interval[0] <= timestep <= self.interval[1]
+        return inside and self.guidance_scale != 1.0
+
+    def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor) -> torch.Tensor:
+        """``ε_u + γ (ε_c − ε_u)``, then guidance rescale if φ > 0."""
+        pred = pred_uncond + self.guidance_scale * (pred_cond - pred_uncond)
+        if self.guidance_rescale > 0:
+            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+        return pred
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        if not self.active(step.timestep):
+            return step.predict(step.prompt_embeds)
+        if self.guidance_scale == 0.0:  # the unconditional model: one pass on the negative condition
+            return step.predict(step.negative_embeds)
+        return self.combine(*_cond_uncond(step))
+
+
+class WeightedPromptsGuidance(Guider):
+    """Composable prompts (Liu et al. 2022; AUTOMATIC1111's ``AND``): ``ε̃ = ε_u + Σₖ w_{b,k} (ε_k − ε_u)``.
+
+    Args:
+        weights: ``(B, K)`` per-image weights of the ``K`` prompt conditions (a zero leaves a
+            prompt out of that image, as AUTOMATIC1111's ``conds_list`` lets every image have
+            its own list), or a sequence of ``K`` floats for every image.
+    """
+
+    def __init__(self, weights):
+        w = torch.as_tensor(weights, dtype=torch.float32)
+        if w.dim() not in (1, 2) or w.numel() == 0 or not torch.isfinite(w).all():
+            raise ValueError(f"weights must be K finite floats or a (B, K) tensor, got shape {tuple(w.shape)}")
+        self.weights = w
+
+    def combine(self, preds: Sequence[torch.Tensor], pred_uncond: torch.Tensor) -> torch.Tensor:
+        """``ε_u + Σₖ w_{b,k} (ε_k − ε_u)`` for ``preds`` = ``[ε_1, …, ε_K]``, each ``(B, ...)``."""
+        w = self.weights if self.weights.dim() == 2 else self.weights.expand(pred_uncond.shape[0], -1)
+        if w.shape != (pred_uncond.shape[0], len(preds)):
+            raise ValueError(f"weights must have shape ({pred_uncond.shape[0]}, {len(preds)}), got {tuple(w.shape)}")
+        w = w.to(pred_uncond).view(*w.shape, *(1,) * (pred_uncond.dim() - 1))
+        return pred_uncond + sum(w[:, k] * (p - pred_uncond) for k, p in enumerate(preds))
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        contexts = list(step.prompt_embeds) if isinstance(step.prompt_embeds, (list, tuple)) else [step.prompt_embeds]
+        *preds, uncond = step.predict_all(contexts + [step.negative_embeds])
+        return self.combine(preds, uncond)
+
+
+class ClassifierGuidance(Guider):
+    """Classifier guidance (Dhariwal & Nichol 2021, eq. 14): ``ε̃ = ε − s √(1 − ᾱ_t) ∇_{x_t} log p_φ(y | x_t, t)``.
+
+    ``ε`` is the prediction on the prompt condition (give the encoded ``""`` to guide the
+    unconditional model, as notebook 05 does). Any ``classifier(x_t, t) -> logits (B, K)``.
+
+    Args:
+        classifier: a noise-robust classifier.
+        labels: ``(B,)`` class indices to steer towards.
+        classifier_scale: s ≥ 0.
+    """
+
+    def __init__(self, classifier: Callable, labels: torch.Tensor, classifier_scale: float = 1.0):
+        if not callable(classifier):
+            raise TypeError(f"classifier must be callable (x_t, t) -> logits, got {type(classifier).__name__}")
+        if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point():
+            raise ValueError("labels must be a (B,) integer tensor of class indices")
+        self.classifier, self.labels = classifier, labels
+        self.classifier_scale = _real("classifier_scale", classifier_scale, 0.0)
+
+    def combine(self, pred: torch.Tensor, grad_log_prob: torch.Tensor, alpha_cumprod: torch.Tensor) -> torch.Tensor:
+        """``ε − s √(1 − ᾱ_t) ∇ log p(y | x_t)``."""
+        return pred - self.classifier_scale * (1 - alpha_cumprod).sqrt() * grad_log_prob
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        pred = step.predict(step.prompt_embeds)
+        t = torch.full((step.sample.shape[0],), step.timestep, dtype=torch.long, device=step.sample.device)
+        grad = classifier_log_prob_grad(self.classifier, step.sample, t, self.labels.to(step.sample.device))
+        return self.combine(pred, grad, step.alpha_cumprod)
+
+
+# --------------------------------------------------------------------------- after CFG
+
+
+def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image inner product ``⟨a_b, b_b⟩`` over all non-batch dims, shape ``(B, 1, …, 1)``."""
+    dims = list(range(1, a.dim()))
+    return (a * b).sum(dim=dims, keepdim=True)
+
+
+class AdaptiveProjectedGuidance(Guider):
+    """Adaptive projected guidance, APG (Sadat et al. 2024, "Eliminating Oversaturation …", Alg. 1).
+
+    With ``Δ = ε_c − ε_u`` per image:
+
+    1. momentum (optional, β < 0 in the paper): ``Δ ← Δ + β Δ_prev`` (a running sum across steps);
+    2. norm threshold r: ``Δ ← Δ · min(1, r / ‖Δ‖)``;
+    3. split Δ into its component along ε_c and the rest: ``Δ_∥ = ⟨Δ, ε̂_c⟩ ε̂_c``, ``Δ_⊥ = Δ − Δ_∥``
+       (ε̂_c = ε_c/‖ε_c‖) — the parallel part is what oversaturates;
+    4. ``ε̃ = ε_u + γ (Δ_⊥ + η Δ_∥)``.
+
+    With ``eta=1``, no threshold and no momentum it is CFG. Equal to diffusers'
+    ``AdaptiveProjectedGuidance`` (tested; the projection is computed in float64, as there).
+
+    Args:
+        guidance_scale: γ.
+        eta: η, the weight kept on the parallel component (0 removes it).
+        norm_threshold: r > 0 caps ‖Δ‖ (diffusers' ``adaptive_projected_guidance_rescale``); 0 turns it off.
+        momentum: β (diffusers' ``adaptive_projected_guidance_momentum``) or None.
+        guidance_rescale: φ of Lin et al., applied afterwards as in diffusers.
+    """
+
+    def __init__(self, guidance_scale: float = 7.5, eta: float = 1.0, norm_threshold: float = 15.0,
+                 momentum: float | None = None, guidance_rescale: float = 0.0):
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        self.eta = _real("eta", eta)
+        self.norm_threshold = _real("norm_threshold", norm_threshold, 0.0)
+        self.momentum = None if momentum is None else _real("momentum", momentum)
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
+        self._running = None
+
+    def reset(self) -> None:
+        self._running = None
+
+    def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor) -> torch.Tensor:
+        """One step of Alg. 1 (updates the momentum state)."""
+        diff = pred_cond - pred_uncond
+        if self.momentum is not None:
+            self._running = diff + (self.momentum * self._running if self._running is not None else 0)
+            diff = self._running
+        dims = list(range(1, diff.dim()))
+        if self.norm_threshold > 0:
+            norm = diff.norm(p=2, dim=dims, keepdim=True)
+            diff = diff * torch.minimum(torch.ones_like(norm), self.norm_threshold / norm)
+        v0 = diff.double()
+        v1 = torch.nn.functional.normalize(pred_cond.double(), dim=dims)  # ε̂_c
+        parallel = _flat_dot(v0, v1) * v1
+        update = (v0 - parallel).to(diff.dtype) + self.eta * parallel.to(diff.dtype)
+        pred = pred_uncond + self.guidance_scale * update
+        if self.guidance_rescale > 0:
+            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+        return pred
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        return self.combine(*_cond_uncond(step))
+
+
+class ClassifierFreeZeroStarGuidance(Guider):
+    """CFG-Zero* (Fan et al. 2025): an optimised scale on ε_u, and zero-init of the first steps.
+
+    ``s* = ⟨ε_c, ε_u⟩ / ‖ε_u‖²`` per image (the least-squares fit of ε_c by s·ε_u), then
+    ``ε̃ = s* ε_u + γ (ε_c − s* ε_u)``; for the first ``zero_init_steps`` steps ``ε̃ = 0``.
+
+    The paper works with flow-matching *velocities*, where a zero velocity leaves the
+    sample where it is. For this course's ε-prediction DDIM a zero ε means x̂₀ = x_t/√ᾱ_t
+    (the noisy sample taken as the clean image), a different intervention; the chapter
+    measures what it does here. Equal to diffusers' ``ClassifierFreeZeroStarGuidance`` (tested).
+    """
+
+    def __init__(self, guidance_scale: float = 7.5, zero_init_steps: int = 1, guidance_rescale: float = 0.0):
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        if isinstance(zero_init_steps, bool) or not isinstance(zero_init_steps, int) or zero_init_steps < 0:
+            raise ValueError(f"zero_init_steps must be an int >= 0, got {zero_init_steps!r}")
+        self.zero_init_steps = zero_init_steps
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
+
+    def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor, index: int) -> torch.Tensor:
+        if index < self.zero_init_steps:
+            pred = torch.zeros_like(pred_cond)
+        else:
+            c, u = pred_cond.flatten(1).float(), pred_uncond.flatten(1).float()
+            s_star = ((c * u).sum(1, keepdim=True) / ((u * u).sum(1, keepdim=True) + 1e-8)).to(pred_cond.dtype)
+            scaled = pred_uncond * s_star.view(-1, *(1,) * (pred_cond.dim() - 1))
+            pred = scaled + self.guidance_scale * (pred_cond - scaled)
+        if self.guidance_rescale > 0:
+            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+        return pred
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        if step.index < self.zero_init_steps:
+            return torch.zeros_like(step.sample)
+        return self.combine(*_cond_uncond(step), step.index)
+
+
+class AutoGuidance(Guider):
+    """Autoguidance (Karras et al. 2024): guide with a *weaker model of the same task*.
+
+    ``ε̃ = ε_weak(x_t, c) + γ (ε(x_t, c) − ε_weak(x_t, c))``: the unconditional branch of CFG
+    is replaced by a smaller / less trained denoiser on the *same* condition, so guidance
+    pushes away from that model's errors rather than from the unconditional distribution
+    (the paper's claim: better fidelity without CFG's loss of variety). The combination is
+    diffusers' ``AutoGuidance.forward`` (tested); diffusers builds the weak model by skipping
+    layers of the main one, the course uses a separately trained weak U-Net, as the paper does.
+
+    Args:
+        weak_denoiser: ``(x_t, t, context) -> prediction``, sharing the main model's text encoder.
+        guidance_scale: γ.
+    """
+
+    def __init__(self, weak_denoiser: Callable, guidance_scale: float = 2.0):
+        if not callable(weak_denoiser):
+            raise TypeError(f"weak_denoiser must be callable (x_t, t, context), got {type(weak_denoiser).__name__}")
+        self.weak_denoiser = weak_denoiser
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+
+    def combine(self, pred_cond: torch.Tensor, pred_weak: torch.Tensor) -> torch.Tensor:
+        return pred_weak + self.guidance_scale * (pred_cond - pred_weak)
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        cond = step.predict(step.prompt_embeds)
+        return self.combine(cond, step.predict(step.prompt_embeds, self.weak_denoiser))
+
+
+def perturbed_self_attention(unet: torch.nn.Module, layers: Sequence[str] | None = None):
+    """Context manager: the chosen self-attention layers use the identity attention map.
+
+    Perturbed-attention guidance (Ahn et al. 2024) replaces a self-attention map ``softmax(QKᵀ/√d)``
+    by the identity, so each token keeps its own value: ``out = x + W_o W_v LN(x)``. Done with
+    forward hooks on the course's :class:`~tutorial_lib.attention.SelfAttention` modules (the
+    U-Net's code is untouched); ``layers`` are module names of ``unet.named_modules()``
+    (default: the middle block's self-attention, as PAG's default on SD's mid block).
+    """
+    from contextlib import contextmanager
+
+    from .attention import SelfAttention
+
+    found = {name: m for name, m in unet.named_modules() if isinstance(m, SelfAttention)}
+    names = list(layers) if layers is not None else [n for n in found if n.startswith("mid")]
+    missing = [n for n in names if n not in found]
+    if missing or not names:
+        raise ValueError(f"layers must name self-attention modules of the U-Net, one of {sorted(found)}; "
+                         f"got {missing or names}")
+
+    def identity_attention(module, args, output):
+        x = args[0]
+        out = module.to_out(module.to_v(module.norm(x)))  # each token attends only to itself
+        return x + out if module.residual else out
+
+    @contextmanager
+    def hooked():
+        handles = [found[n].register_forward_hook(identity_attention) for n in names]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    return hooked()
+
+
+class PerturbedAttentionGuidance(Guider):
+    """Perturbed-attention guidance, PAG (Ahn et al. 2024), optionally with CFG.
+
+    ``ε̃ = ε_u + γ (ε_c − ε_u) + s (ε_c − ε_c^{pert})`` where ``ε_c^{pert}`` is the prediction
+    with identity self-attention maps (:func:`perturbed_self_attention`); with γ = 1 the CFG
+    term vanishes and no unconditional pass runs: ``ε̃ = ε_c^{pert} + s (ε_c − ε_c^{pert})``
+    — guidance that needs no text at all. Equal to diffusers'
+    ``PerturbedAttentionGuidance.forward`` (tested).
+
+    Args:
+        unet: the U-Net whose self-attention is perturbed (the step's denoiser must run it).
+        perturbed_guidance_scale: s.
+        guidance_scale: γ of the CFG term (1: no CFG).
+        layers: see :func:`perturbed_self_attention`.
+    """
+
+    def __init__(self, unet: torch.nn.Module, perturbed_guidance_scale: float = 3.0, guidance_scale: float = 1.0,
+                 layers: Sequence[str] | None = None):
+        self.unet, self.layers = unet, layers
+        perturbed_self_attention(unet, layers)  # validates the layer names now, not at the first step
+        self.perturbed_guidance_scale = _real("perturbed_guidance_scale", perturbed_guidance_scale, 0.0)
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+
+    def combine(self, pred_cond, pred_perturbed, pred_uncond=None) -> torch.Tensor:
+        if pred_uncond is None:
+            return pred_perturbed + self.perturbed_guidance_scale * (pred_cond - pred_perturbed)
+        return (pred_uncond + self.guidance_scale * (pred_cond - pred_uncond)
+                + self.perturbed_guidance_scale * (pred_cond - pred_perturbed))
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        cond = step.predict(step.prompt_embeds)
+        with perturbed_self_attention(self.unet, self.layers):
+            perturbed = step.predict(step.prompt_embeds)
+        uncond = step.predict(step.negative_embeds) if self.guidance_scale != 1.0 else None
+        return self.combine(cond, perturbed, uncond)
+
+
+class PerpNegGuidance(Guider):
+    """Perpendicular negative prompts, Perp-Neg (Armandpour et al. 2023, eq. 6).
+
+    With ``Δ_c = ε_c − ε_u`` and ``Δ_n = ε_n − ε_u`` per image, only the part of the negative
+    direction perpendicular to the positive one is subtracted, so a negative prompt that
+    overlaps the positive one ("a red circle" vs "red") does not cancel it:
+
+    ``Δ_n^⊥ = Δ_n − (⟨Δ_n, Δ_c⟩ / ‖Δ_c‖²) Δ_c``,   ``ε̃ = ε_u + γ Δ_c − w Δ_n^⊥``.
+
+    Args:
+        negative_embeds: the negative prompt's condition ``(B, 77, D)`` (the step's
+            ``negative_embeds`` stays the unconditional ``""``).
+        guidance_scale: γ; negative_scale: w ≥ 0.
+    """
+
+    def __init__(self, negative_embeds: torch.Tensor, guidance_scale: float = 7.5, negative_scale: float = 1.0):
+        if not isinstance(negative_embeds, torch.Tensor) or negative_embeds.dim() != 3:
+            raise ValueError("negative_embeds must be a (B, 77, D) tensor (the encoded negative prompt)")
+        self.negative_embeds = negative_embeds
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        self.negative_scale = _real("negative_scale", negative_scale, 0.0)
+
+    def combine(self, pred_cond, pred_uncond, pred_negative) -> torch.Tensor:
+        pos, neg = pred_cond - pred_uncond, pred_negative - pred_uncond
+        perp = neg - _flat_dot(neg, pos) / _flat_dot(pos, pos).clamp(min=1e-12) * pos
+        return pred_uncond + self.guidance_scale * pos - self.negative_scale * perp
+
+    def __call__(self, step: GuidanceStep) -> torch.Tensor:
+        cond, uncond, neg = step.predict_all([step.prompt_embeds, step.negative_embeds, self.negative_embeds])
+        return self.combine(cond, uncond, neg)
