@@ -19,7 +19,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast eval clean distclean \
+.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-scenes clean distclean \
         student html test-site test-lab
 
 help: ## Show this help
@@ -77,6 +77,12 @@ train-fast: venv ## The fast configs (minutes), as used by the appendix notebook
 
 eval: venv ## Evaluate the shipped models and rewrite docs/results.md
 	$(TEST_ENV) $(PY) scripts/evaluate.py
+
+eval-scenes: venv ## The scenes sweep (fidelity, Frechet distance, precision/recall) -> docs/results_scenes.md
+	$(TEST_ENV) $(PY) scripts/evaluate_scenes.py
+
+train-scenes: venv ## Train the scenes models (judge, denoiser, weak denoiser, noisy classifier; about 2 h on 2 CPU cores)
+	bash scripts/train_all.sh scenes
 
 student: venv ## Student copies in build/student/ (solutions stubbed); FORCE=1 overwrites edited ones, keeping a .bak
 	$(PY) scripts/make_student.py $(if $(filter 1 yes true,$(FORCE)),--force)
