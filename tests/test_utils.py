@@ -33,3 +33,15 @@ def test_get_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             get_device("cuda")
+
+
+def test_show_source_folds_the_docstring(capsys):
+    from tutorial_lib.train import denoiser_batch
+    from tutorial_lib.utils import show_source
+
+    show_source(denoiser_batch)
+    out = capsys.readouterr().out
+    assert out.startswith("def denoiser_batch(") and "(docstring: help(denoiser_batch))" in out
+    assert "condition dropout" not in out.split("\n", 3)[3]  # the docstring body is folded away
+    show_source(denoiser_batch, fold_docstring=False)
+    assert "Images and captions come from the config's world" in capsys.readouterr().out

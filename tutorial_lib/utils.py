@@ -61,3 +61,27 @@ def get_device(prefer: str | None = None) -> torch.device:
         if available[name]:
             return torch.device(name)
     return torch.device("cpu")
+
+
+def show_source(obj, fold_docstring: bool = True) -> None:
+    """Print the source of a function or class, as the notebooks show the package's code.
+
+    With ``fold_docstring`` the docstring is shortened to its first line and a pointer to
+    ``help(name)`` (the full text is one call away; the code is what the notebook is about).
+    Notebooks show named things: a piece of code worth showing is its own function, so no
+    notebook cuts source out by string search.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines = src.splitlines()
+    body = ast.parse(src).body[0].body
+    first = body[0] if body else None
+    if fold_docstring and isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+            and isinstance(first.value.value, str):
+        indent = " " * first.col_offset
+        summary = inspect.getdoc(obj).splitlines()[0]
+        lines[first.lineno - 1 : first.end_lineno] = [f'{indent}"""{summary} (docstring: help({obj.__name__}))"""']
+    print("\n".join(lines))
