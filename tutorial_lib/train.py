@@ -203,6 +203,13 @@ CONFIGS: dict[str, dict[str, dict]] = {
                         "text_encoder_init": "runs/denoiser-scenes/final", "freeze_text_encoder": True,
                         "snapshot_steps": [100, 300, 1000],
                         "unet": {"base_channels": 16, "attention_levels": [False, True, True]}},
+        # The learner's scenes run (the appendix): the weak denoiser's recipe on the shipped scenes
+        # encoder, frozen; snapshots along the way show the samples forming.
+        "scenes-fast": {"world": "scenes", "steps": 2000, "batch_size": 32, "min_lr_ratio": 0.05,
+                        "decay_steps": 800, "ema_decay": 0.995, "seed": 5, "checkpoint_every": 250,
+                        "text_encoder_init": "shipped", "freeze_text_encoder": True,
+                        "snapshot_steps": [100, 300, 1000],
+                        "unet": {"base_channels": 16, "attention_levels": [False, True, True]}},
     },
     "judge": {
         "full": {"noisy": False, "steps": 600, "classifier": {"channels": [16, 32, 64]}},
@@ -249,7 +256,7 @@ def build_denoiser(cfg: DenoiserTrainConfig):
     """``(unet, text_encoder, schedule)`` for a denoiser config.
 
     The U-Net always starts from fresh weights; the text encoder too, unless
-    ``cfg.text_encoder_init`` is ``"shipped"`` (the course's trained encoder of the shapes
+    ``cfg.text_encoder_init`` is ``"shipped"`` (the course's trained encoder of the config's
     world, its file checked against the manifest) or a folder holding a trained
     ``text_encoder.safetensors`` (e.g. ``runs/denoiser-scenes/final``: the weak scenes
     denoiser shares the scenes model's encoder). ``cfg.freeze_text_encoder`` turns its
@@ -264,7 +271,7 @@ def build_denoiser(cfg: DenoiserTrainConfig):
 
         # fork_rng: building the shipped U-Net must not move the global RNG that seeds ours.
         with torch.random.fork_rng():
-            shipped = load_pretrained(classifiers=False).text_encoder
+            shipped = load_pretrained(classifiers=False, world=cfg.world).text_encoder
         text_encoder.load_state_dict(shipped.state_dict())
     elif init is not None:
         path = Path(init) / "text_encoder.safetensors"
