@@ -110,3 +110,32 @@ def test_accuracy_helper_and_input_checks():
 def test_config_round_trip():
     cfg = ClassifierConfig(**TINY, time_conditioned=True)
     assert ClassifierConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_scene_classifier_reads_cells_and_a_cell_head_is_a_plain_classifier():
+    from tutorial_lib import scenes
+    from tutorial_lib.classifiers import (
+        SceneCellHead,
+        SceneClassifier,
+        SceneClassifierConfig,
+        cell_targets,
+    )
+
+    torch.manual_seed(0)
+    model = SceneClassifier(SceneClassifierConfig(channels=(8, 16, 16), feature_dim=8, time_conditioned=True,
+                                                  time_dim=16))
+    x, labels, _ = scenes.generate(6, torch.Generator().manual_seed(0))
+    t = torch.full((6,), 10)
+    logits = model(x, t)
+    assert logits["colour"].shape == (6, 4, 6) and logits["present"].shape == (6, 4, 2)
+    assert model.features(x, t).shape == (6, 32)
+    head = SceneCellHead(model, cell=2, reading="shape")
+    assert torch.equal(head(x, t), logits["shape"][:, 2])
+    target = cell_targets(labels)
+    assert ((target["colour"] >= 0) == target["present"].bool()).all()
+    loss, acc = model.loss(x, labels, t)
+    assert loss.ndim == 0 and set(acc) == {"present", "colour", "shape", "size"}
+    with pytest.raises(ValueError, match="t is required"):
+        model(x)
+    with pytest.raises(ValueError, match="reading must be one of"):
+        SceneCellHead(model, cell=0, reading="position")

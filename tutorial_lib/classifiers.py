@@ -54,6 +54,7 @@ __all__ = [
     "SceneClassifier",
     "cell_targets",
     "scene_reading_accuracy",
+    "SceneCellHead",
 ]
 
 #: Attribute order of the concatenated logits.
@@ -478,3 +479,22 @@ def scene_reading_accuracy(classifier: SceneClassifier, images, labels, t=None) 
     out["relation"] = rel_ok.float().mean().item() if rel_ok.numel() else float("nan")
     out["scene"] = cells_ok.all(1).float().mean().item()
     return out
+
+
+class SceneCellHead(nn.Module):
+    """One reading of one cell of a :class:`SceneClassifier` as a plain classifier ``(x_t, t) -> (B, K)``.
+
+    E.g. ``SceneCellHead(noisy, cell=0, reading="colour")`` gives the colour logits of the
+    top-left cell, which classifier guidance (``guiders.ClassifierGuidance``) can steer.
+    """
+
+    def __init__(self, classifier: SceneClassifier, cell: int, reading: str):
+        super().__init__()
+        if reading not in CELL_READINGS:
+            raise ValueError(f"reading must be one of {tuple(CELL_READINGS)}, got {reading!r}")
+        if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell < 4:
+            raise ValueError(f"cell must be an int in [0, 3] (row-major 2 x 2 grid), got {cell!r}")
+        self.classifier, self.cell, self.reading = classifier, cell, reading
+
+    def forward(self, x, t=None):
+        return self.classifier(x, t)[self.reading][:, self.cell]
