@@ -132,12 +132,27 @@ def test_no_pickles_in_the_model_folder(tiny_models):
 def test_shipped_assets_verify_and_load():
     status = P.verify_assets()
     assert all(v == "ok" for v in status.values()), status
-    total = sum((P.MODELS_DIR / f).stat().st_size for f in status)
-    assert total < 30 * 2**20
     m = P.load_pretrained()
-    assert m.unet.config.sample_size >= 24
-    for p in P.MODELS_DIR.iterdir():
-        assert p.suffix in (".safetensors", ".json", ".sha256"), p.name
+    assert m.unet.config.sample_size >= 24 and m.weak_unet is None
+    files = [p for p in P.MODELS_DIR.rglob("*") if p.is_file()]
+    for p in files:  # no pickles anywhere, the scenes folder and its snapshots included
+        assert p.suffix in (".safetensors", ".json", ".sha256"), p
+    assert sum(p.stat().st_size for p in files) < 48 * 2**20  # every shipped model together
+
+
+@pytest.mark.skipif(not (P.SCENES_DIR / P.MANIFEST_NAME).is_file(), reason="the scenes models are not shipped yet")
+def test_shipped_scenes_models_verify_and_load():
+    from tutorial_lib.classifiers import SceneClassifier
+
+    status = P.verify_assets(P.SCENES_DIR)
+    assert all(v == "ok" for v in status.values()), status
+    m = P.load_pretrained(world="scenes")
+    assert isinstance(m.judge, SceneClassifier) and m.judge.config.time_conditioned is False
+    assert isinstance(m.noisy_classifier, SceneClassifier) and m.noisy_classifier.config.time_conditioned
+    assert m.weak_unet is not None and m.weak_unet.config.base_channels < m.unet.config.base_channels
+    assert m.weak_unet.config.context_dim == m.unet.config.context_dim  # they share the text encoder
+    with pytest.raises(ValueError, match="world must be one of"):
+        P.load_pretrained(world="faces")
 
 
 def _flip_byte_keep_stat(path, offset=-10):

@@ -374,7 +374,7 @@ def denoiser_loss(unet, text_encoder, schedule, images, input_ids, generator=Non
         images: ``x_0`` of shape ``(B, 3, H, W)`` in ``[-1, 1]``.
         input_ids: ``(B, 77)`` token ids (the empty prompt's ids for dropped conditions).
         generator: for ``t`` and ``ε``.
-            text_aux: optional ``(head, weight, targets)``: adds ``weight`` times
+        text_aux: optional ``(head, weight, targets)``: adds ``weight`` times
             :func:`caption_aux_loss` of the pooled text output.
     """
     b = images.shape[0]
