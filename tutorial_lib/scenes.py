@@ -57,6 +57,7 @@ from .shapes import (
     NUM_CLASSES,
     _check_generator,
     _check_n,
+    _check_probabilities,
     _check_size,
     coverage,
 )
@@ -278,9 +279,7 @@ def partial_captions(
     """
     n = _check_labels(labels)
     _check_generator(generator)
-    for name, p in (("p_partial", p_partial), ("p_drop", p_drop)):
-        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    _check_probabilities(p_partial=p_partial, p_drop=p_drop)
     partial = (torch.rand(n, generator=generator) < p_partial).view(-1, 1)
     present = labels["cell"] >= 0
     is_count = (labels["kind"] == 3).view(-1, 1)
@@ -395,10 +394,9 @@ def specs_from_captions(captions: list[str]) -> dict[str, torch.Tensor]:
     if isinstance(captions, str) or not isinstance(captions, (list, tuple)):
         raise TypeError(f"captions must be a list of str, got {type(captions).__name__}")
     rows = [parse_caption(c) for c in captions]
-    keys = ("kind", "count", "relation") + OBJECT_ATTRIBUTES
-    return {k: torch.tensor([r[k] for r in rows], dtype=torch.long).view(len(rows), -1).squeeze(1)
-            if k in ("kind", "count", "relation") else torch.tensor([r[k] for r in rows], dtype=torch.long).view(-1, MAX_OBJECTS)
-            for k in keys}
+    # (n,) for the per-caption fields, (n, MAX_OBJECTS) for the per-object ones
+    return {k: torch.tensor([r[k] for r in rows], dtype=torch.long)
+            for k in ("kind", "count", "relation") + OBJECT_ATTRIBUTES}
 
 
 def relation_holds(cell_a: torch.Tensor, cell_b: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:

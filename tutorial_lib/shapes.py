@@ -133,6 +133,12 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
     }
 
 
+def _check_probabilities(**probabilities) -> None:
+    for name, p in probabilities.items():
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+
+
 def _check_labels(labels) -> int:
     if not isinstance(labels, dict):
         raise TypeError(f"labels must be a dict attribute -> (n,) long tensor, got {type(labels).__name__}")
@@ -319,9 +325,7 @@ def partial_captions(
     """
     n = _check_labels(labels)
     _check_generator(generator)
-    for name, p in (("p_partial", p_partial), ("p_drop", p_drop)):
-        if not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    _check_probabilities(p_partial=p_partial, p_drop=p_drop)
     partial = torch.rand(n, generator=generator) < p_partial
     mentioned = {}
     for name in ATTRIBUTES:
