@@ -61,6 +61,14 @@ __all__ = [
 ATTRIBUTE_ORDER: tuple[str, ...] = tuple(ATTRIBUTES)
 
 
+def _check_channels(channels, num_groups: int) -> tuple[int, ...]:
+    """The stage widths as a tuple, each a positive multiple of ``num_groups`` (GroupNorm)."""
+    channels = tuple(int(c) for c in channels)
+    if not channels or any(c <= 0 or c % num_groups for c in channels):
+        raise ValueError(f"channels must be positive multiples of num_groups={num_groups}, got {channels}")
+    return channels
+
+
 @dataclass
 class ClassifierConfig:
     """Configuration of :class:`AttributeClassifier`.
@@ -84,9 +92,7 @@ class ClassifierConfig:
     num_classes: dict = field(default_factory=lambda: dict(NUM_CLASSES))
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-        if not self.channels or any(c <= 0 or c % self.num_groups for c in self.channels):
-            raise ValueError(f"channels must be positive multiples of num_groups={self.num_groups}, got {self.channels}")
+        self.channels = _check_channels(self.channels, self.num_groups)
         if self.image_size % (2 ** (len(self.channels) - 1)):
             raise ValueError(
                 f"image_size={self.image_size} must be divisible by 2**(len(channels)-1)={2 ** (len(self.channels) - 1)}"
@@ -331,9 +337,7 @@ class SceneClassifierConfig:
     num_groups: int = 8
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-        if not self.channels or any(c <= 0 or c % self.num_groups for c in self.channels):
-            raise ValueError(f"channels must be positive multiples of num_groups={self.num_groups}, got {self.channels}")
+        self.channels = _check_channels(self.channels, self.num_groups)
         final = self.image_size / 2 ** (len(self.channels) - 1)
         if final != int(final) or int(final) % 2:
             raise ValueError(f"image_size={self.image_size} must leave an even final map after "
