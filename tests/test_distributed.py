@@ -16,10 +16,9 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 def _torchrun(out: Path, nproc: int, *extra: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           str(WORKER), str(out), *extra]
     # --standalone picks a free rendezvous port, so parallel test runs do not collide
-    cmd.insert(3, "--standalone")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           str(WORKER), str(out), *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
