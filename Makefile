@@ -19,7 +19,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-scenes clean distclean \
+.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-scenes eval-guiders clean distclean \
         student html test-site test-lab
 
 help: ## Show this help
@@ -80,6 +80,9 @@ eval: venv ## Evaluate the shipped models and rewrite docs/results.md
 
 eval-scenes: venv ## The scenes sweep (fidelity, Frechet distance, precision/recall) -> docs/results_scenes.md
 	$(TEST_ENV) $(PY) scripts/evaluate_scenes.py
+
+eval-guiders: venv ## Guidance after CFG on the scenes model (APG, CFG-Zero*, autoguidance, PAG) -> docs/results_guiders.md
+	$(TEST_ENV) $(PY) scripts/evaluate_guiders.py
 
 train-scenes: venv ## Train the scenes models (judge, denoiser, weak denoiser, noisy classifier; about 2 h on 2 CPU cores)
 	bash scripts/train_all.sh scenes

@@ -50,13 +50,17 @@ sys.path.insert(0, str(ROOT))
 
 from tutorial_lib import shapes  # noqa: E402
 from tutorial_lib.classifiers import ATTRIBUTE_ORDER, JointLabelClassifier, joint_label_index  # noqa: E402
+from tutorial_lib.evaluation import sample_images  # noqa: E402
+from tutorial_lib.guiders import ClassifierFreeGuidance, ClassifierGuidance  # noqa: E402
 from tutorial_lib.pretrained import load_pretrained  # noqa: E402
+from tutorial_lib.sampler import SamplerConfig  # noqa: E402
 
-VARIANTS = {
-    "plain": {},
-    "dynamic": {"thresholding": True, "dynamic_thresholding_ratio": 0.995},
-    "rescale": {"guidance_rescale": 0.7},
-    "dynamic+rescale": {"thresholding": True, "dynamic_thresholding_ratio": 0.995, "guidance_rescale": 0.7},
+_THRESHOLDING = SamplerConfig(thresholding=True, dynamic_thresholding_ratio=0.995)
+VARIANTS = {  # variant -> (γ -> Guider, SamplerConfig)
+    "plain": (ClassifierFreeGuidance, None),
+    "dynamic": (ClassifierFreeGuidance, _THRESHOLDING),
+    "rescale": (lambda g: ClassifierFreeGuidance(g, guidance_rescale=0.7), None),
+    "dynamic+rescale": (lambda g: ClassifierFreeGuidance(g, guidance_rescale=0.7), _THRESHOLDING),
 }
 
 
@@ -82,26 +86,12 @@ def diversity(images: torch.Tensor, n_prompts: int, n_seeds: int) -> float:
     return d[:, iu[0], iu[1]].mean().item()
 
 
-def sample(models, cond, uncond, gamma, steps, seed, chunk, **kwargs) -> tuple[torch.Tensor, float]:
+def sample(models, cond, uncond, guider, steps, seed, chunk, config=None) -> tuple[torch.Tensor, float]:
     """Generate ``cond.shape[0]`` images in chunks; returns images and seconds per image."""
-    sampler = models.sampler()
-    size = models.unet.config.sample_size
-    g = torch.Generator().manual_seed(seed)
-    out = []
     t0 = time.perf_counter()
-    for i in range(0, cond.shape[0], chunk):
-        c, u = cond[i : i + chunk], uncond[i : i + chunk]
-        if gamma == 0 and "classifier" not in kwargs:
-            # ε_u + 0·(ε_c − ε_u) = ε_u: the unconditional model, one pass per step.
-            c, g_eff, u_eff = u, 1.0, None
-        else:
-            g_eff, u_eff = gamma, u
-        with torch.no_grad():
-            x = sampler.sample((c.shape[0], 3, size, size), c, negative_embeddings=u_eff,
-                               guidance_scale=float(g_eff), num_inference_steps=steps, generator=g,
-                               progress=False, cfg_mode="two_pass", **kwargs)
-        out.append(x)
-    images = torch.cat(out)
+    with torch.no_grad():
+        images = sample_images(models, cond, uncond, guider, steps, generator=torch.Generator().manual_seed(seed),
+                               chunk=chunk, config=config)
     return images, (time.perf_counter() - t0) / images.shape[0]
 
 
@@ -168,8 +158,9 @@ def main(argv=None) -> int:
         for gamma in gammas:
             if variant != "plain" and gamma in (0, 1):
                 continue  # no guidance: thresholding/rescale act only on guided samples
-            images, spi = sample(models, cond, uncond, gamma, args.steps, args.seed + 2, args.chunk,
-                                 **VARIANTS[variant])
+            make_guider, config = VARIANTS[variant]
+            images, spi = sample(models, cond, uncond, make_guider(gamma), args.steps, args.seed + 2, args.chunk,
+                                 config)
             row = {"variant": variant, "gamma": gamma, "n": n, **judge_scores(judge, images, labels),
                    "diversity": diversity(images, args.prompts, args.seeds), "sec_per_image": spi,
                    "pixel_std": images.std().item(),
@@ -192,8 +183,10 @@ def main(argv=None) -> int:
         target = joint_label_index(lab)
         _, unc = models.encode([""] * m)
         for scale in args.classifier_scales:
-            images, spi = sample(models, unc, unc, 1.0, args.steps, args.seed + 4, args.chunk,
-                                 classifier=joint, classifier_labels=target, classifier_scale=float(scale))
+            def guider(rows, s=float(scale)):  # per chunk: the chunk's labels
+                return ClassifierGuidance(joint, target[rows], s)
+
+            images, spi = sample(models, unc, unc, guider, args.steps, args.seed + 4, args.chunk)
             row = {"classifier_scale": scale, "n": m, **judge_scores(judge, images, lab), "sec_per_image": spi}
             results["classifier_guidance"].append(row)
             print(json.dumps(row), flush=True)
@@ -206,7 +199,8 @@ def main(argv=None) -> int:
         circle = shapes.ATTRIBUTES["shape"].index("circle")
         for negative in ("", "red", "a red shape"):
             c, u = models.encode(["a circle"] * k, [negative] * k)
-            images, spi = sample(models, c, u, args.negative_gamma, args.steps, args.seed + 5, args.chunk)
+            images, spi = sample(models, c, u, ClassifierFreeGuidance(args.negative_gamma), args.steps,
+                                 args.seed + 5, args.chunk)
             with torch.no_grad():
                 pred = judge.predict(images.clamp(-1, 1))
             colour_hist = torch.bincount(pred["colour"], minlength=6).tolist()

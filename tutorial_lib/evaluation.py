@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -227,74 +227,59 @@ def sample_images(
     models,
     cond: torch.Tensor,
     uncond: torch.Tensor,
-    guidance_scale: float,
+    guider,
     num_inference_steps: int = 20,
     generator: torch.Generator | None = None,
     latents: torch.Tensor | None = None,
     chunk: int | None = None,
-    **sampler_kwargs,
+    config=None,
+    eta: float = 0.0,
+    callback: Callable | None = None,
 ) -> torch.Tensor:
     """Generate ``cond.shape[0]`` images with the course's DDIM sampler, in chunks.
-
-    ``guidance_scale = 0`` is the *unconditional* model: ε_u + 0·(ε_c − ε_u) = ε_u, sampled as
-    γ = 1 on the null condition (the same prediction for half the cost). With a
-    ``classifier=`` in ``sampler_kwargs`` nothing is shortened.
 
     Args:
         models: :class:`~tutorial_lib.pretrained.PretrainedModels` (``.sampler()``, ``.unet``).
         cond, uncond: ``(N, 77, D)`` prompt and null-condition embeddings (``models.encode``).
-        guidance_scale: γ ≥ 0.
+        guider: a :class:`~tutorial_lib.guiders.Guider`, or a function ``rows -> Guider`` of
+            the chunk's ``slice`` for guiders that hold per-image tensors (classifier labels,
+            per-image weights). ``ClassifierFreeGuidance(0)`` is the unconditional model, one
+            pass per step.
         num_inference_steps: DDIM steps.
         generator: draws x_T when ``latents`` is None (and the noise when ``eta > 0``).
         latents: x_T, ``(N, 3, H, W)``; give the same latents to compare settings sample by sample.
         chunk: images per sampler call (default: all at once).
-        **sampler_kwargs: passed to :meth:`ConditionalDDIMSampler.sample` (``thresholding``,
-            ``guidance_rescale``, ``guidance_interval``, ``eta``, ...); ``cfg_mode`` defaults to
-            ``"two_pass"``.
+        config: a :class:`~tutorial_lib.sampler.SamplerConfig` (thresholding, clipping, spacing).
+        eta: η of DDIM.
+        callback: the sampler's per-step ``callback(step_index, t, x_prev, pred_x0)`` (per chunk).
 
     Returns:
         ``(N, 3, H, W)`` samples, unclamped.
     """
-    gamma = _check_gamma("guidance_scale", guidance_scale)
+    from .guiders import Guider
+
     for name, t in (("cond", cond), ("uncond", uncond)):
         if not isinstance(t, torch.Tensor) or t.ndim != 3:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a (N, tokens, D) embedding tensor, got {got}")
     if uncond.shape != cond.shape:
-        raise ValueError(
-            f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}"
-        )
+        raise ValueError(f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}")
+    if not isinstance(guider, Guider) and not callable(guider):
+        raise TypeError(f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}")
     n = cond.shape[0]
     chunk = n if chunk is None else _check_int("chunk", chunk)
-    size = models.unet.config.sample_size
-    channels = models.unet.config.in_channels
+    size, channels = models.unet.config.sample_size, models.unet.config.in_channels
     if latents is not None and tuple(latents.shape) != (n, channels, size, size):
-        raise ValueError(
-            f"latents must have shape {(n, channels, size, size)}, got {tuple(latents.shape)}"
-        )
-    sampler_kwargs.setdefault("cfg_mode", "two_pass")
-    sampler = models.sampler()
+        raise ValueError(f"latents must have shape {(n, channels, size, size)}, got {tuple(latents.shape)}")
+    sampler = models.sampler(config, cfg_mode="two_pass")
     out = []
     for i in range(0, n, chunk):
-        c, u = cond[i : i + chunk], uncond[i : i + chunk]
-        if gamma == 0 and "classifier" not in sampler_kwargs:
-            c, g_eff, u_eff = u, 1.0, None  # the unconditional model, one pass per step
-        else:
-            g_eff, u_eff = gamma, u
-        lat = None if latents is None else latents[i : i + chunk]
-        out.append(
-            sampler.sample(
-                (c.shape[0], channels, size, size),
-                c,
-                negative_embeddings=u_eff,
-                guidance_scale=g_eff,
-                num_inference_steps=num_inference_steps,
-                generator=generator,
-                latents=lat,
-                progress=False,
-                **sampler_kwargs,
-            )
-        )
+        rows = slice(i, min(i + chunk, n))
+        g = guider if isinstance(guider, Guider) else guider(rows)
+        lat = None if latents is None else latents[rows]
+        out.append(sampler.sample((rows.stop - rows.start, channels, size, size), cond[rows], uncond[rows], g,
+                                  num_inference_steps, eta=eta, generator=generator, latents=lat,
+                                  callback=callback, progress=False))
     return torch.cat(out)
 
 
@@ -342,7 +327,10 @@ def guidance_sweep(
     generator: torch.Generator | None = None,
     chunk: int | None = None,
     keep_images: bool = False,
-    **sampler_kwargs,
+    make_guider: Callable[[float], object] | None = None,
+    config=None,
+    eta: float = 0.0,
+    callback: Callable | None = None,
 ) -> list[dict]:
     """Judge accuracy, diversity and saturation of CFG samples at each guidance scale.
 
@@ -363,8 +351,11 @@ def guidance_sweep(
             with ``eta > 0`` the per-step noise too, re-seeded identically for every γ).
         chunk: images per sampler call (default all ``P * S`` at once).
         keep_images: also store ``"images"`` ``(P * S, 3, H, W)`` and ``"captions"`` in each row.
-        **sampler_kwargs: for :meth:`ConditionalDDIMSampler.sample` (``thresholding``,
-            ``guidance_rescale``, ``guidance_interval``, ``eta``, ``cfg_mode``...).
+        make_guider: ``γ -> Guider`` (default ``ClassifierFreeGuidance(γ)``); e.g.
+            ``lambda g: ClassifierFreeGuidance(g, guidance_rescale=0.7)``.
+        config: a :class:`~tutorial_lib.sampler.SamplerConfig` (e.g. ``thresholding=True``).
+        eta: η of DDIM.
+        callback: the sampler's per-step callback (see :func:`sample_images`).
 
     Returns:
         One dict per γ: ``gamma``, ``n``, ``colour``, ``shape``, ``size``, ``position``, ``all``
@@ -395,24 +386,17 @@ def guidance_sweep(
         dtype=cond.dtype,
         device=cond.device,
     )
+    if make_guider is None:
+        from .guiders import ClassifierFreeGuidance as make_guider
     noise_seed = None
-    if float(sampler_kwargs.get("eta", 0.0)) > 0:
+    if float(eta) > 0:
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     rows = []
     for gamma in gammas:
         g = None if noise_seed is None else torch.Generator(cond.device).manual_seed(noise_seed)
         start = time.perf_counter()
-        images = sample_images(
-            models,
-            cond,
-            uncond,
-            gamma,
-            steps,
-            generator=g,
-            latents=latents,
-            chunk=chunk,
-            **sampler_kwargs,
-        )
+        images = sample_images(models, cond, uncond, make_guider(gamma), steps, generator=g,
+                               latents=latents, chunk=chunk, config=config, eta=eta, callback=callback)
         seconds = time.perf_counter() - start
         row = {
             "gamma": gamma,

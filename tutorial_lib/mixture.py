@@ -985,7 +985,8 @@ def sample_guided(
             (other processes busy) two threads measured 50-90x *slower* than one here,
             from threads waiting for each other at every operation.
     """
-    from .sampler import ConditionalDDIMSampler
+    from .guiders import ClassifierFreeGuidance
+    from .sampler import ConditionalDDIMSampler, SamplerConfig
 
     n = _check_int("n", n)
     guidance_scale = _check_gamma(guidance_scale, "guidance_scale")
@@ -1002,13 +1003,11 @@ def sample_guided(
         if method == "ddpm":
             return ddpm_sample(oracle, sched, (n, mixture.dim), cond, null, guidance_scale,
                                generator=generator, guidance_interval=guidance_interval, latents=latents)
-        sampler = ConditionalDDIMSampler(oracle, sched)
-        return sampler.sample(
-            (n, mixture.dim), cond, null, guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps, eta=0.0, generator=generator,
-            timestep_spacing=timestep_spacing, guidance_interval=guidance_interval,
-            cfg_mode="batched", latents=latents, progress=False,
-        )
+        sampler = ConditionalDDIMSampler(oracle, sched, SamplerConfig(timestep_spacing=timestep_spacing),
+                                         cfg_mode="batched")
+        guider = ClassifierFreeGuidance(guidance_scale, interval=guidance_interval)
+        return sampler.sample((n, mixture.dim), cond, null, guider, num_inference_steps,
+                              generator=generator, latents=latents, progress=False)
 
 
 # ----------------------------------------------------------------------------

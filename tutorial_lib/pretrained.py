@@ -22,7 +22,7 @@ Usage::
 
     from tutorial_lib.pretrained import load_pretrained
     m = load_pretrained()              # verifies hashes, eval mode, CPU
-    images = m.generate(["a large red circle in the top left"], guidance_scale=3.0)
+    images = m.generate(["a large red circle in the top left"], guider=ClassifierFreeGuidance(3.0))
 
 They were produced by ``python -m tutorial_lib.train ... --config full`` and
 copied here with ``python -m tutorial_lib.pretrained export``.
@@ -307,25 +307,31 @@ class PretrainedModels:
 
         return encode_prompt(self.tokenizer, self.text_encoder, prompts, negative_prompts)
 
-    def sampler(self):
-        """A :class:`~tutorial_lib.sampler.ConditionalDDIMSampler` over this U-Net and schedule."""
+    def sampler(self, config=None, cfg_mode: str = "auto"):
+        """A :class:`~tutorial_lib.sampler.ConditionalDDIMSampler` over this U-Net and schedule
+        (``config``: a :class:`~tutorial_lib.sampler.SamplerConfig`)."""
         from .sampler import ConditionalDDIMSampler
 
-        return ConditionalDDIMSampler(self.unet, self.schedule)
+        return ConditionalDDIMSampler(self.unet, self.schedule, config, cfg_mode=cfg_mode)
 
     @torch.no_grad()
-    def generate(self, prompts, negative_prompts=None, guidance_scale: float = 3.0,
-                 num_inference_steps: int = 25, generator: torch.Generator | None = None,
-                 progress: bool = False, **kwargs) -> torch.Tensor:
-        """Text to images ``(B, 3, H, W)`` in ``[-1, 1]`` with the course's DDIM sampler."""
+    def generate(self, prompts, negative_prompts=None, guider=None, num_inference_steps: int = 25,
+                 generator: torch.Generator | None = None, callback=None, cfg_mode: str = "auto",
+                 progress: bool = False) -> torch.Tensor:
+        """Text to images ``(B, 3, H, W)`` with the course's DDIM sampler.
+
+        ``guider`` defaults to ``ClassifierFreeGuidance(3.0)``; ``callback`` and ``cfg_mode`` are
+        the sampler's. Images are unclamped (values a little outside [−1, 1] are possible)."""
+        from .guiders import ClassifierFreeGuidance
+
         if isinstance(prompts, str):
             prompts = [prompts]
         cond, uncond = self.encode(prompts, negative_prompts)
         size = self.unet.config.sample_size
-        return self.sampler().sample(
-            (len(prompts), 3, size, size), cond, negative_embeddings=uncond,
-            guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
-            generator=generator, progress=progress, **kwargs,
+        return self.sampler(cfg_mode=cfg_mode).sample(
+            (len(prompts), self.unet.config.in_channels, size, size), cond, uncond,
+            guider if guider is not None else ClassifierFreeGuidance(3.0),
+            num_inference_steps, generator=generator, callback=callback, progress=progress,
         )
 
 
