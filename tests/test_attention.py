@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tutorial_lib.attention import CrossAttention, SelfAttention, attention_flops, capture_attention
+from tutorial_lib.attention import (
+    CrossAttention,
+    SelfAttention,
+    attention_flops,
+    capture_attention,
+    cell_attention_shares,
+)
 
 
 def _gen(seed=0):
@@ -168,6 +174,28 @@ def test_capture_attention_restores_on_error_and_validates():
 
 def test_attention_flops():
     assert attention_flops(256, 77, 64) == 2 * 256 * 77 * 64
+
+
+def test_cell_attention_shares_sum_per_cell_row_major():
+    m = torch.zeros(4, 4)
+    m[0, 3] = 3.0  # top right cell
+    m[3, 0] = 1.0  # bottom left cell
+    assert cell_attention_shares(m).tolist() == [0.0, 0.75, 0.25, 0.0]
+    # a constant map gives 1/grid^2 per cell at any resolution, with any leading dims
+    for side in (8, 16):
+        shares = cell_attention_shares(torch.full((3, 2, side, side), 0.1))
+        assert shares.shape == (3, 2, 4)
+        torch.testing.assert_close(shares, torch.full((3, 2, 4), 0.25))
+    assert cell_attention_shares(torch.rand(6, 6, generator=_gen()), grid=3).sum().item() == pytest.approx(1.0)
+
+
+def test_cell_attention_shares_validates():
+    with pytest.raises(ValueError, match="must divide"):
+        cell_attention_shares(torch.ones(5, 4))
+    with pytest.raises(ValueError, match="token_maps"):
+        cell_attention_shares(torch.ones(4))
+    with pytest.raises(TypeError, match="grid"):
+        cell_attention_shares(torch.ones(4, 4), grid=2.0)
 
 
 # -- validation --------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tutorial_lib.plotting import (  # noqa: E402
+    mean_attention_maps,
     overlay_attention,
     show_images,
     to_numpy_image,
@@ -53,3 +54,26 @@ def test_overlay_attention_upsamples_to_the_image():
     im = overlay_attention(ax, torch.zeros(3, 8, 8), torch.eye(2), title="t")
     assert im.get_array().shape == (8, 8) and ax.get_title() == "t"
     plt.close(fig)
+
+
+def test_mean_attention_maps_resizes_then_averages():
+    coarse = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    fine = torch.zeros(4, 4)
+    m = mean_attention_maps([fine, coarse], mode="nearest")  # default size: the largest map's
+    expected = torch.zeros(4, 4)
+    expected[:2, :2] = 0.5  # the coarse cell covers a 2x2 block, halved by the mean with zeros
+    assert m.tolist() == expected.tolist()
+    # leading dims are kept; constant maps stay constant (no re-normalisation), bilinear too
+    c = mean_attention_maps([torch.full((3, 2, 8, 8), 0.2), torch.full((3, 2, 16, 16), 0.2)])
+    assert c.shape == (3, 2, 16, 16)
+    torch.testing.assert_close(c, torch.full((3, 2, 16, 16), 0.2))
+    assert mean_attention_maps([coarse], size=3).shape == (3, 3)
+
+
+def test_mean_attention_maps_validates():
+    with pytest.raises(ValueError, match="non-empty"):
+        mean_attention_maps([])
+    with pytest.raises(ValueError, match="leading dims"):
+        mean_attention_maps([torch.zeros(2, 4, 4), torch.zeros(3, 2, 2)])
+    with pytest.raises(ValueError, match="mode"):
+        mean_attention_maps([torch.zeros(4, 4)], mode="bicubic")

@@ -48,6 +48,7 @@ __all__ = [
     "SelfAttention",
     "capture_attention",
     "attention_flops",
+    "cell_attention_shares",
     "ATTENTION_PATHS",
 ]
 
@@ -376,3 +377,39 @@ def attention_flops(n_query: int, n_key: int, inner_dim: int) -> int:
     """
     return 2 * n_query * n_key * inner_dim
 
+
+def cell_attention_shares(token_maps: torch.Tensor, grid: int = 2) -> torch.Tensor:
+    r"""The share of one token's attention that falls in each cell of a ``grid × grid`` partition.
+
+    Introduced in notebook 03 to ask whether a colour word attends to *its own* object: a scene
+    (:mod:`tutorial_lib.scenes`) puts each object in one cell of a 2 × 2 grid, and the judge says
+    which cell holds which colour. For a token ``k`` and a cell ``c``
+
+    .. math::
+        \mathrm{share}_c = \frac{\sum_{i \in c} P[i, k]}{\sum_i P[i, k]},
+
+    the sum running over the positions ``i`` of the feature map. A map that is the same
+    everywhere gives ``1 / grid²`` per cell, whatever its resolution, so layers at 16×16 and
+    8×8 are compared on one scale.
+
+    Args:
+        token_maps: ``(..., h, w)`` non-negative, e.g. the attention every position pays to one
+            token (:func:`tutorial_lib.plotting.token_attention_map`), with any leading dims
+            (steps, images, heads); ``grid`` must divide ``h`` and ``w``.
+        grid: cells per side (2 for the scenes' 2 × 2 grid).
+
+    Returns:
+        ``(..., grid * grid)``, cells row-major (as ``scenes.CELLS``: top left, top right, bottom
+        left, bottom right); each row sums to 1.
+    """
+    if not isinstance(token_maps, torch.Tensor) or token_maps.ndim < 2:
+        got = tuple(token_maps.shape) if isinstance(token_maps, torch.Tensor) else type(token_maps).__name__
+        raise ValueError(f"token_maps must be a tensor (..., h, w), got {got}")
+    grid = _check_positive_int("grid", grid)
+    h, w = token_maps.shape[-2:]
+    if h % grid or w % grid:
+        raise ValueError(f"grid={grid} must divide the map's sides, got a {h}x{w} map")
+    lead = token_maps.shape[:-2]
+    # (..., grid, h/grid, grid, w/grid): summing the two within-cell axes leaves one total per cell
+    per_cell = token_maps.reshape(*lead, grid, h // grid, grid, w // grid).sum((-3, -1)).flatten(-2)
+    return per_cell / per_cell.sum(-1, keepdim=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_numpy_image", "show_images", "token_attention_map", "overlay_attention"]
+__all__ = ["to_numpy_image", "show_images", "token_attention_map", "mean_attention_maps", "overlay_attention"]
 
 
 def to_numpy_image(image: torch.Tensor):
@@ -70,6 +70,42 @@ def token_attention_map(probs: torch.Tensor, token: int, height: int | None = No
     if n_img % height:
         raise ValueError(f"height={height} does not divide N_img={n_img}")
     return probs[:, token].reshape(height, n_img // height)
+
+
+def mean_attention_maps(maps: Sequence[torch.Tensor], size: int | tuple[int, int] | None = None,
+                        mode: str = "bilinear") -> torch.Tensor:
+    """The mean of attention maps of different resolutions, each first resized to one grid.
+
+    Introduced in notebook 03: the scenes U-Net attends at 16×16 and at 8×8, and one picture of
+    "where does this word go" averages its layers. Each map is ``(..., h_i, w_i)`` (the leading
+    dims, e.g. steps or images, the same for all); its values are attention per position (a share
+    of that position's attention), a quantity that resizing keeps on the same scale, so no
+    re-normalisation is needed: a map that is constant stays that constant.
+
+    Args:
+        maps: the maps, one per layer.
+        size: the common ``(h, w)`` (an int for a square); default the largest side of each axis.
+        mode: ``"bilinear"`` (smooth, ``align_corners=False``) or ``"nearest"`` (each coarse
+            cell copied into the block it covers).
+
+    Returns:
+        ``(..., h, w)``: the mean over the layers.
+    """
+    maps = list(maps)
+    if not maps or not all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in maps):
+        raise ValueError("maps must be a non-empty sequence of tensors (..., h, w)")
+    lead = maps[0].shape[:-2]
+    if any(m.shape[:-2] != lead for m in maps):
+        raise ValueError(f"maps must share their leading dims, got {[tuple(m.shape) for m in maps]}")
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if size is None:
+        size = (max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    extra = {"align_corners": False} if mode == "bilinear" else {}
+    resized = [F.interpolate(m.detach().float().reshape(-1, 1, *m.shape[-2:]), size=size, mode=mode, **extra)
+               for m in maps]                                # each (prod(lead), 1, h, w)
+    return torch.stack(resized).mean(0).reshape(*lead, *size)
 
 
 def overlay_attention(ax, image: torch.Tensor, attn_map: torch.Tensor, title: str | None = None,
