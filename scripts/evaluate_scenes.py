@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(ROOT / "docs" / "results_scenes.json"))
     p.add_argument("--markdown", default=str(ROOT / "docs" / "results_scenes.md"))
+    p.add_argument("--resume", action="store_true", help="keep the points already in --json and measure the rest")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = load_pretrained(args.models, world="scenes")
@@ -143,6 +144,9 @@ def main(argv=None) -> int:
     results = {"config": {**vars(args), "interval_timesteps": list(interval_timesteps(models.schedule)),
                           "machine": platform.processor() or platform.machine(), "torch": torch.__version__},
                "reference": {}, "points": []}
+    if args.resume and Path(args.json).exists():
+        results["points"] = json.loads(Path(args.json).read_text())["points"]
+    done = {(r["captions"], r["variant"], r["guidance_scale"]) for r in results["points"]}
     for kind in args.captions:
         labels, captions, spec, real = caption_set(kind, args.n, args.seed + (0 if kind == "full" else 100))
         real_features, real_free, floor = reference(models.judge, spec, real, args.seed)
@@ -151,8 +155,8 @@ def main(argv=None) -> int:
         latents = torch.randn(args.n, 3, 32, 32, generator=torch.Generator().manual_seed(args.seed + 11))
         for variant in args.variants:
             for gamma in args.gammas:
-                if variant != "plain" and gamma <= 1:
-                    continue  # the variants change only guided steps
+                if (variant != "plain" and gamma <= 1) or (kind, variant, gamma) in done:
+                    continue  # the variants change only guided steps; resumed points are kept
                 t0 = time.perf_counter()
                 make_guider, config = table[variant]
                 images = sample_images(models, cond, uncond, make_guider(gamma), args.steps,

@@ -16,6 +16,8 @@ file                            what
 ``noisy_classifier.safetensors``  noise-robust classifier ``(x_t, t)`` (guidance)
 ``*_config.json``               the configs; ``schedule.json`` the noise schedule
 ``training.json``               how they were trained (commands, times, metrics)
+``scenes/snapshots/``           the scenes' weak U-Net at steps 100, 300, 1000 of its
+                                run (:func:`load_snapshots`, notebook 09), own manifest
 ==============================  =============================================
 
 Usage::
@@ -34,6 +36,7 @@ import argparse
 import functools
 import hashlib
 import json
+import re
 import shutil
 import struct
 import time
@@ -46,11 +49,13 @@ from safetensors.torch import load as load_safetensors
 __all__ = [
     "MODELS_DIR",
     "SCENES_DIR",
+    "SNAPSHOTS_DIR",
     "MANIFEST_NAME",
     "WEIGHT_FILES",
     "AssetVerificationError",
     "PretrainedModels",
     "load_pretrained",
+    "load_snapshots",
     "verify_assets",
     "write_manifest",
     "export_assets",
@@ -60,6 +65,9 @@ __all__ = [
 MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
 #: The scenes models (one to three objects; binding, relation and count captions).
 SCENES_DIR = MODELS_DIR / "scenes"
+#: Training snapshots of the scenes' weak U-Net (``weak_unet_step_<NNNN>.safetensors``, one config).
+SNAPSHOTS_DIR = SCENES_DIR / "snapshots"
+_SNAPSHOT_FILE = re.compile(r"weak_unet_step_(\d+)\.safetensors")
 MANIFEST_NAME = "MANIFEST.sha256"
 
 #: Every file the manifest covers, per component (weights first).
@@ -229,6 +237,14 @@ def _weights_of(directory: Path, files: dict[str, bytes], name: str) -> dict[str
         raise AssetVerificationError(f"{directory / name} could not be read as safetensors: {e}") from None
 
 
+def _unet_of(directory: Path, files: dict[str, bytes], weights: str, config: str, device) -> torch.nn.Module:
+    """The :class:`~tutorial_lib.unet.ConditionalUNet` of the bytes of ``weights`` and its JSON ``config``."""
+    from .unet import ConditionalUNet, UNetConfig
+
+    cfg = UNetConfig.from_dict(_json_of(directory, files, config))
+    return _build(lambda: ConditionalUNet(cfg), _weights_of(directory, files, weights), directory / weights, device)
+
+
 def _build(module_fn, state: dict[str, torch.Tensor], source: Path, device) -> torch.nn.Module:
     """Construct on the meta device, then take the loaded tensors as the parameters.
 
@@ -379,7 +395,6 @@ def load_pretrained(
     """
     from .clip_text import CLIPTextEncoder, CLIPTextModelConfig
     from .schedule import NoiseSchedule
-    from .unet import ConditionalUNet, UNetConfig
 
     if world not in WORLD_DIRS:
         raise ValueError(f"world must be one of {sorted(WORLD_DIRS)}, got {world!r}")
@@ -396,8 +411,7 @@ def load_pretrained(
         return _build(module_fn, _weights_of(directory, files, name), directory / name, device)
 
     def unet(component: str) -> torch.nn.Module:
-        cfg = UNetConfig.from_dict(_json_of(directory, files, f"{component}_config.json"))
-        return build(lambda: ConditionalUNet(cfg), component)
+        return _unet_of(directory, files, f"{component}.safetensors", f"{component}_config.json", device)
 
     te_cfg = CLIPTextModelConfig.from_dict(_json_of(directory, files, "text_encoder_config.json"))
     models = {"text_encoder": build(lambda: CLIPTextEncoder(te_cfg), "text_encoder"), "unet": unet("unet"),
@@ -411,6 +425,36 @@ def load_pretrained(
     info_path = directory / "training.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     return PretrainedModels(directory=directory, info=info, **models)
+
+
+def load_snapshots(directory: str | Path | None = None, verify: bool = True,
+                   device: str | torch.device = "cpu") -> dict[int, torch.nn.Module]:
+    """The scenes' weak U-Net as it was at several steps of its training run. Notebook 09.
+
+    ``{step: ConditionalUNet}`` in increasing step order, each in eval mode with
+    ``requires_grad=False`` and float32 weights, built from the folder's one
+    ``weak_unet_config.json`` (the training config's ``snapshot_steps`` wrote them; the
+    final model of the same run is ``load_pretrained(world="scenes").weak_unet``). They
+    read the scenes text encoder's context ``(B, 77, 64)``, like the weak U-Net.
+
+    Args:
+        directory: the snapshot folder (default :data:`SNAPSHOTS_DIR`).
+        verify: check every file against the folder's own ``MANIFEST.sha256`` first (the
+            snapshots listed there and those on disk); a missing, truncated or modified
+            file raises :class:`AssetVerificationError` naming it, as in :func:`load_pretrained`.
+        device: where to put the models.
+    """
+    directory = Path(directory) if directory is not None else SNAPSHOTS_DIR
+    if not directory.is_dir():
+        raise AssetVerificationError(f"snapshot folder {directory} does not exist")
+    # the manifest's list too, so that a deleted snapshot is reported rather than silently skipped
+    names = {p.name for p in directory.iterdir()} | (set(_read_manifest(directory)) if verify else set())
+    weights = sorted((int(m.group(1)), n) for n in names if (m := _SNAPSHOT_FILE.fullmatch(n)))
+    if not weights:
+        raise AssetVerificationError(f"snapshot folder {directory} has no weak_unet_step_<N>.safetensors")
+    config = COMPONENT_FILES["weak_unet"][1]
+    files = _read_files(directory, {config} | {n for _, n in weights}, verify)
+    return {step: _unet_of(directory, files, name, config, device) for step, name in weights}
 
 
 def _classifier_classes(config: dict):
