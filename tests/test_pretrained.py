@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from tutorial_lib import pretrained as P
 from tutorial_lib import train as T
 from tutorial_lib.classifiers import AttributeClassifier
+from tutorial_lib.guiders import ClassifierFreeGuidance
 from tutorial_lib.schedule import NoiseSchedule
 
 SHIPPED = all((P.MODELS_DIR / f).is_file() for f in P.WEIGHT_FILES) and (P.MODELS_DIR / P.MANIFEST_NAME).is_file()
@@ -62,7 +63,7 @@ def test_load_pretrained_returns_eval_models(tiny_models):
     cond, uncond = m.encode(["a red circle", "a small square"])
     assert cond.shape == (2, 77, 16) and uncond.shape == (2, 77, 16)
     assert not torch.allclose(uncond, torch.zeros_like(uncond))  # the null condition is encode("")
-    x = m.generate(["a red circle"], guidance_scale=2.0, num_inference_steps=2,
+    x = m.generate(["a red circle"], guider=ClassifierFreeGuidance(2.0), num_inference_steps=2,
                    generator=torch.Generator().manual_seed(0))
     assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
 
