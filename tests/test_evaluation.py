@@ -18,8 +18,9 @@ from tutorial_lib.evaluation import (
     pixel_stats,
     sample_images,
 )
+from tutorial_lib.guiders import ClassifierFreeGuidance, WeightedPromptsGuidance
 from tutorial_lib.pretrained import MODELS_DIR
-from tutorial_lib.sampler import ConditionalDDIMSampler
+from tutorial_lib.sampler import ConditionalDDIMSampler, SamplerConfig
 from tutorial_lib.schedule import NoiseSchedule
 
 
@@ -192,7 +193,9 @@ def _fake_models(size=8):
 
     return SimpleNamespace(
         encode=encode,
-        sampler=lambda: ConditionalDDIMSampler(denoiser, schedule),
+        sampler=lambda config=None, cfg_mode="auto": ConditionalDDIMSampler(
+            denoiser, schedule, config, cfg_mode=cfg_mode
+        ),
         unet=SimpleNamespace(config=SimpleNamespace(sample_size=size, in_channels=3)),
         judge=ColourJudge(),
     )
@@ -202,18 +205,11 @@ def test_sample_images_gamma_zero_is_the_unconditional_model():
     m = _fake_models()
     cond, uncond = m.encode(["a red circle", "a blue square"])
     lat = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    x0 = sample_images(m, cond, uncond, 0.0, 5, latents=lat)
-    ref = m.sampler().sample(
-        (2, 3, 8, 8), uncond, guidance_scale=1.0, num_inference_steps=5, latents=lat, progress=False
-    )
+    x0 = sample_images(m, cond, uncond, ClassifierFreeGuidance(0.0), 5, latents=lat)
+    ref = m.sampler().sample((2, 3, 8, 8), uncond, None, None, 5, latents=lat, progress=False)
+    # the full formula ε_u + 0 · (ε_c − ε_u), without CFG(0)'s one-pass shortcut
     direct = m.sampler().sample(
-        (2, 3, 8, 8),
-        cond,
-        uncond,
-        guidance_scale=0.0,
-        num_inference_steps=5,
-        latents=lat,
-        progress=False,
+        (2, 3, 8, 8), cond, uncond, WeightedPromptsGuidance([1.0], 0.0), 5, latents=lat, progress=False
     )
     assert torch.equal(x0, ref)
     assert torch.allclose(x0, direct, atol=1e-6)
@@ -223,20 +219,39 @@ def test_sample_images_chunks_give_the_same_images():
     m = _fake_models()
     cond, uncond = m.encode(["a", "bb", "ccc"])
     lat = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    a = sample_images(m, cond, uncond, 3.0, 4, latents=lat)
-    b = sample_images(m, cond, uncond, 3.0, 4, latents=lat, chunk=2)
+    a = sample_images(m, cond, uncond, ClassifierFreeGuidance(3.0), 4, latents=lat)
+    b = sample_images(m, cond, uncond, ClassifierFreeGuidance(3.0), 4, latents=lat, chunk=2)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sample_images_per_image_guider_follows_the_chunks():
+    """A function ``rows -> Guider`` gets each chunk's slice, so per-image weights stay with their image."""
+    m = _fake_models()
+    cond, uncond = m.encode(["a", "bb", "ccc"])
+    lat = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    weights = torch.tensor([[1.0], [3.0], [0.0]])  # γ = 1, 3, 0 per image
+
+    def guider(rows):
+        return WeightedPromptsGuidance(weights[rows], guidance_scale=1.0)
+
+    chunked = sample_images(m, cond, uncond, guider, 4, latents=lat, chunk=2)
+    for i, gamma in enumerate([1.0, 3.0, 0.0]):
+        alone = sample_images(m, cond[i : i + 1], uncond[i : i + 1], ClassifierFreeGuidance(gamma), 4,
+                              latents=lat[i : i + 1])
+        assert torch.allclose(chunked[i : i + 1], alone, atol=1e-6)
 
 
 def test_sample_images_bad_input():
     m = _fake_models()
     cond, uncond = m.encode(["a", "b"])
-    with pytest.raises(ValueError, match="guidance_scale"):
-        sample_images(m, cond, uncond, -1.0)
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        sample_images(m, cond, uncond, ClassifierFreeGuidance(-1.0))
+    with pytest.raises(TypeError, match="guider must be a Guider or a function rows -> Guider"):
+        sample_images(m, cond, uncond, 2.0)
     with pytest.raises(ValueError, match="uncond must have cond's shape"):
-        sample_images(m, cond, uncond[:1], 2.0)
+        sample_images(m, cond, uncond[:1], ClassifierFreeGuidance(2.0))
     with pytest.raises(ValueError, match="latents must have shape"):
-        sample_images(m, cond, uncond, 2.0, latents=torch.zeros(2, 3, 4, 4))
+        sample_images(m, cond, uncond, ClassifierFreeGuidance(2.0), latents=torch.zeros(2, 3, 4, 4))
 
 
 def test_guidance_sweep_rows():
@@ -287,10 +302,28 @@ def test_guidance_sweep_accepts_labels_and_sampler_options():
         steps=3,
         generator=torch.Generator().manual_seed(0),
         keep_images=True,
-        thresholding=True,
+        config=SamplerConfig(thresholding=True),
     )
     assert rows[0]["captions"][0] == shapes.caption_from_labels(labels)[0]
     assert rows[0]["frac_out_of_range"] == 0.0  # thresholded x̂0 keeps the samples in range
+
+
+def test_guidance_sweep_make_guider_builds_each_rows_guider():
+    m = _fake_models()
+    seen = []
+
+    def interval_cfg(gamma):  # guide only at t <= 400: 2 of the 3 steps (666, 333, 0)
+        seen.append(gamma)
+        return ClassifierFreeGuidance(gamma, interval=(0, 400))
+
+    def sweep(**kw):
+        gen = torch.Generator().manual_seed(0)
+        return guidance_sweep(m, 2, [4], 2, steps=3, generator=gen, keep_images=True, **kw)[0]["images"]
+
+    plain, default, interval = sweep(), sweep(make_guider=ClassifierFreeGuidance), sweep(make_guider=interval_cfg)
+    assert seen == [4.0]
+    assert torch.equal(plain, default)
+    assert not torch.allclose(plain, interval, atol=1e-4)
 
 
 def test_guidance_sweep_with_eta_reuses_the_same_noise_for_every_gamma():

@@ -18,7 +18,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from tutorial_lib.sampler import ConditionalDDIMSampler
+from tutorial_lib.sampler import ConditionalDDIMSampler, SamplerConfig
 from tutorial_lib.schedule import NoiseSchedule
 
 T_FROM, T_TO, STEPS = 600, 500, 10  # leading spacing, n = 10: diffusers steps t → t − T // n
@@ -67,16 +67,19 @@ def _step_inputs():
 @pytest.fixture(scope="module")
 def steps():
     schedule, x_t, eps_hat = _step_inputs()
-    ours = ConditionalDDIMSampler(lambda x, t, c: torch.zeros_like(x), schedule)
+
+    def ours(**config):  # the course's step with its clip options in a SamplerConfig
+        return ConditionalDDIMSampler(lambda x, t, c: torch.zeros_like(x), schedule, SamplerConfig(**config))
+
+    clip_and_keep = ours(clip_sample=True, use_clipped_model_output=False)
     sched = DDIMScheduler()  # every argument at its default: the course's β's, clipping on
     assert torch.allclose(sched.betas, schedule.betas)
     sched.set_timesteps(STEPS)
     return {
         "diffusers_default": sched.step(eps_hat, T_FROM, x_t).prev_sample,
         "diffusers_consistent": sched.step(eps_hat, T_FROM, x_t, use_clipped_model_output=True).prev_sample,
-        "post_style": ours.step(eps_hat, T_FROM, x_t, T_TO, clip_sample=True,
-                                use_clipped_model_output=False).prev_sample,
-        "consistent": ours.step(eps_hat, T_FROM, x_t, T_TO, clip_sample=True).prev_sample,
+        "post_style": clip_and_keep.step(eps_hat, T_FROM, x_t, T_TO).prev_sample,
+        "consistent": ours(clip_sample=True).step(eps_hat, T_FROM, x_t, T_TO).prev_sample,
     }
 
 

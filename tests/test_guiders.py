@@ -22,6 +22,7 @@ from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
 from tutorial_lib import guiders as G
 from tutorial_lib.attention import SelfAttention
 from tutorial_lib.guidance import combine_weighted_prompts
+from tutorial_lib.schedule import PREDICTION_TYPES, NoiseSchedule
 from tutorial_lib.unet import ConditionalUNet, UNetConfig
 
 TOL = 1e-6
@@ -122,13 +123,16 @@ def test_perturbed_self_attention_uses_the_identity_map_and_restores_the_unet():
 def test_weighted_prompts_per_image_weights():
     e1, e2, uncond = _preds(3)
     w = torch.tensor([[1.0, 0.0], [0.5, 0.5], [2.0, -1.0], [0.0, 3.0]])
-    out = G.WeightedPromptsGuidance(w).combine([e1, e2], uncond)
+    out = G.WeightedPromptsGuidance(w, guidance_scale=1.0).combine([e1, e2], uncond)
     for b in range(4):
         expected = uncond[b] + w[b, 0] * (e1[b] - uncond[b]) + w[b, 1] * (e2[b] - uncond[b])
         assert (out[b] - expected).abs().max() <= TOL
     # one weight set for the whole batch is the package's combine_weighted_prompts
-    same = G.WeightedPromptsGuidance([2.0, 1.5]).combine([e1, e2], uncond)
+    same = G.WeightedPromptsGuidance([2.0, 1.5], guidance_scale=1.0).combine([e1, e2], uncond)
     assert (same - combine_weighted_prompts(uncond, [e1, e2], [2.0 / 3.5, 1.5 / 3.5], 3.5)).abs().max() <= 1e-5
+    # γ multiplies every weight: ε_u + Σₖ wₖ γ (ε_k − ε_u)
+    scaled = G.WeightedPromptsGuidance([0.7, -0.3], guidance_scale=4.0).combine([e1, e2], uncond)
+    assert (scaled - combine_weighted_prompts(uncond, [e1, e2], [0.7, -0.3], 4.0)).abs().max() <= 1e-5
 
 
 def test_classifier_guidance_is_dhariwal_nichol_eq_14():
@@ -172,22 +176,107 @@ def test_cfg_guider_calls_and_interval():
     out = G.ClassifierFreeGuidance(3.0, interval=(100, 500))(step)  # t = 900 is outside: ε_c, one pass
     assert torch.allclose(out, torch.full_like(out, 2.0)) and calls == [2.0]
     calls.clear()
-    step.batch_cfg = True
+    step.cfg_mode = "batched"
     G.ClassifierFreeGuidance(3.0)(step)
     assert len(calls) == 1  # one doubled batch
+    calls.clear()
+    step.cfg_mode = "auto"  # 2 × 2 rows <= AUTO_BATCHED_MAX_ROWS: batched
+    G.ClassifierFreeGuidance(3.0)(step)
+    assert len(calls) == 1 and 4 <= G.AUTO_BATCHED_MAX_ROWS
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: G.ClassifierFreeGuidance(-1.0), "guidance_scale must be >= 0"),
-    (lambda: G.ClassifierFreeGuidance(3.0, guidance_rescale=2.0), "guidance_rescale must lie in"),
-    (lambda: G.ClassifierFreeGuidance(3.0, interval=(500, 100)), "t_low <= t_high"),
-    (lambda: G.AdaptiveProjectedGuidance(float("nan")), "guidance_scale must be a finite"),
-    (lambda: G.ClassifierFreeZeroStarGuidance(3.0, zero_init_steps=-1), "zero_init_steps"),
-    (lambda: G.AutoGuidance("weak"), "weak_denoiser must be callable"),
-    (lambda: G.WeightedPromptsGuidance([]), "weights must be"),
-    (lambda: G.ClassifierGuidance(len, torch.tensor([0.5])), "labels must be"),
-    (lambda: G.PerpNegGuidance(torch.zeros(3), 1.0), "negative_embeds must be"),
+@pytest.mark.parametrize("make, err, match", [
+    (lambda: G.ClassifierFreeGuidance(-1.0), ValueError, "guidance_scale must be >= 0"),
+    (lambda: G.ClassifierFreeGuidance(3.0, guidance_rescale=2.0), ValueError, "guidance_rescale must be <= 1"),
+    (lambda: G.ClassifierFreeGuidance(3.0, interval=(500, 100)), ValueError, "t_low <= t_high"),
+    (lambda: G.AdaptiveProjectedGuidance(float("nan")), ValueError, "guidance_scale must be finite"),
+    (lambda: G.AdaptiveProjectedGuidance("7"), TypeError, "guidance_scale must be a real number"),
+    (lambda: G.ClassifierFreeZeroStarGuidance(3.0, zero_init_steps=-1), ValueError, "zero_init_steps"),
+    (lambda: G.AutoGuidance("weak"), TypeError, "weak_denoiser must be callable"),
+    (lambda: G.WeightedPromptsGuidance([]), ValueError, "weights must be"),
+    (lambda: G.WeightedPromptsGuidance([1.0], guidance_rescale=1.5), ValueError, "guidance_rescale must be <= 1"),
+    (lambda: G.ClassifierGuidance(len, torch.tensor([0.5])), TypeError, "labels must be"),
+    (lambda: G.PerpNegGuidance(torch.zeros(3), 1.0), ValueError, "negative_embeds must be"),
 ])
-def test_bad_options_fail_at_construction(make, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_bad_options_fail_at_construction(make, err, match):
+    with pytest.raises(err, match=match):
         make()
+
+
+def _counting_denoiser(calls):
+    """A nonlinear per-row denoiser (x_t, t, context) that records each call's row count."""
+
+    def denoiser(x, t, c):
+        calls.append(x.shape[0])
+        return torch.tanh(x * c.mean((1, 2)).view(-1, 1, 1, 1) + t.view(-1, 1, 1, 1) / 1000)
+
+    return denoiser
+
+
+def _contexts(seed=0, b=2, k=3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, 5, 8, generator=g) for _ in range(k)]
+
+
+GUIDERS = {  # name: (make the guider, whether it takes the prompt list, contexts per step)
+    "cfg": (lambda c: G.ClassifierFreeGuidance(4.0, guidance_rescale=0.5), False, 2),
+    "weighted": (lambda c: G.WeightedPromptsGuidance([0.7, -0.3], 4.0), True, 3),
+    "weighted-per-image": (lambda c: G.WeightedPromptsGuidance([[1.0, 0.0], [0.5, 2.0]], 2.0), True, 3),
+    "apg": (lambda c: G.AdaptiveProjectedGuidance(5.0, eta=0.5, norm_threshold=1.0, momentum=-0.5), False, 2),
+    "zero-star": (lambda c: G.ClassifierFreeZeroStarGuidance(4.0, zero_init_steps=0), False, 2),
+    "perp-neg": (lambda c: G.PerpNegGuidance(c[2], 4.0, negative_scale=1.0), False, 3),
+}
+
+
+@pytest.mark.parametrize("name", list(GUIDERS))
+def test_batched_and_two_pass_give_the_same_guided_prediction(name):
+    """cfg_mode only changes how the predictions are computed: one call on the concatenated
+    batch, or one call per context; the guided prediction agrees to <= 1e-5."""
+    make, takes_list, n_contexts = GUIDERS[name]
+    c1, c2, neg = _contexts()
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    prompts = [c1, c2] if takes_list else c1
+    outs = {}
+    for mode in ("batched", "two_pass"):
+        calls = []
+        step = G.GuidanceStep(x, 500, 1, 10, torch.tensor(0.3), prompts, neg, _counting_denoiser(calls), mode)
+        guider = make([c1, c2, c2 * 0.5])
+        guider.reset()
+        outs[mode] = guider(step)
+        assert calls == ([2 * n_contexts] if mode == "batched" else [2] * n_contexts)
+    assert (outs["batched"] - outs["two_pass"]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_to_epsilon_is_the_schedules_conversion_and_from_epsilon_its_inverse(ptype):
+    schedule, t = NoiseSchedule(), 400
+    x, pred = _preds(2, seed=3, shape=(2, 3, 4, 4))
+    step = G.GuidanceStep(x, t, 0, 10, schedule.alphas_cumprod[t], None, None, None, prediction_type=ptype)
+    eps = step.to_epsilon(pred)
+    torch.testing.assert_close(eps, schedule.predict_eps(pred, x, t, ptype), rtol=0, atol=1e-5)
+    torch.testing.assert_close(step.from_epsilon(eps), pred, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("ptype", ["epsilon", "v_prediction"])
+def test_classifier_guidance_wrapping_cfg_is_cfg_then_the_gradient_in_epsilon_form(ptype):
+    """ε̃ = CFG(ε_c, ε_u) − s √(1 − ᾱ_t) ∇ log p(y | x_t); for a v-prediction the CFG output is
+    converted to ε (ε = √ᾱ v + √(1 − ᾱ) x_t), guided, and converted back."""
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    labels, a = torch.tensor([1, 3]), torch.tensor(0.3)
+    cond, uncond, _ = _contexts(4)
+    calls = []
+    denoiser = _counting_denoiser(calls)
+    step = G.GuidanceStep(x, 400, 0, 10, a, cond, uncond, denoiser, "two_pass", ptype)
+    cfg = G.ClassifierFreeGuidance(3.0)
+    out = G.ClassifierGuidance(lambda xt, t: classifier(xt), labels, 2.0, guider=cfg)(step)
+    t = torch.full((2,), 400)
+    pred_c, pred_u = denoiser(x, t, cond), denoiser(x, t, uncond)
+    pred = pred_u + 3.0 * (pred_c - pred_u)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.log_softmax(classifier(xr), 1)[torch.arange(2), labels].sum(), xr)
+    eps = pred if ptype == "epsilon" else a.sqrt() * pred + (1 - a).sqrt() * x
+    eps = eps - 2.0 * (1 - a).sqrt() * grad
+    expected = eps if ptype == "epsilon" else (eps - (1 - a).sqrt() * x) / a.sqrt()
+    assert (out - expected).abs().max() <= 1e-5
+    assert (out - pred).abs().max() > 1e-3  # the gradient term is not negligible here

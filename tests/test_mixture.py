@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tutorial_lib.guidance import cfg_combine, classifier_guided_eps, classifier_log_prob_grad
+from tutorial_lib.guiders import ClassifierFreeGuidance, ClassifierGuidance
 from tutorial_lib.mixture import (
     ExactClassifier,
     GaussianMixture,
@@ -30,7 +31,7 @@ from tutorial_lib.mixture import (
     sample_guided,
     tilted_target,
 )
-from tutorial_lib.sampler import ConditionalDDIMSampler
+from tutorial_lib.sampler import ConditionalDDIMSampler, SamplerConfig
 from tutorial_lib.schedule import NoiseSchedule
 
 F64 = torch.float64
@@ -227,11 +228,11 @@ def test_oracle_counts_evaluations_through_the_course_sampler():
     sampler = ConditionalDDIMSampler(oracle, SCHED)
     n = 32
     cond, null = m.condition_context(0, n), m.condition_context(None, n)
-    x = sampler.sample((n, 2), cond, null, guidance_scale=1.0, num_inference_steps=10, progress=False)
+    x = sampler.sample((n, 2), cond, null, ClassifierFreeGuidance(1.0), 10, progress=False)
     assert x.shape == (n, 2) and x.dtype == torch.float32 and torch.isfinite(x).all()
     assert (oracle.num_calls, oracle.num_rows) == (10, 10 * n)  # gamma = 1: no unconditional pass
-    sampler.sample((n, 2), cond, null, guidance_scale=3.0, num_inference_steps=10, progress=False,
-                   cfg_mode="batched")
+    batched = ConditionalDDIMSampler(oracle, SCHED, cfg_mode="batched")
+    batched.sample((n, 2), cond, null, ClassifierFreeGuidance(3.0), 10, progress=False)
     assert (oracle.num_calls, oracle.num_rows) == (20, 30 * n)
 
 
@@ -344,13 +345,12 @@ def test_classifier_guidance_and_cfg_give_the_same_samples(eta):
     classifier at scale s (text = the null condition, guidance_scale = 1)."""
     m = mixture_2d_shared_class()
     n, s, c = 512, 4.0, 1
-    sampler = ConditionalDDIMSampler(OracleDenoiser(m, SCHED), SCHED)
+    sampler = ConditionalDDIMSampler(OracleDenoiser(m, SCHED), SCHED, SamplerConfig(timestep_spacing="trailing"))
     cond, null = m.condition_context(c, n, F64), m.condition_context(None, n, F64)
-    common = dict(num_inference_steps=50, eta=eta, timestep_spacing="trailing", progress=False)
-    x_cfg = sampler.sample((n, 2), cond, null, guidance_scale=s, generator=gen(13), **common)
-    x_cg = sampler.sample((n, 2), null, None, guidance_scale=1.0, generator=gen(13),
-                          classifier=ExactClassifier(m, SCHED), classifier_labels=torch.full((n,), c),
-                          classifier_scale=s, **common)
+    common = dict(num_inference_steps=50, eta=eta, progress=False)
+    x_cfg = sampler.sample((n, 2), cond, null, ClassifierFreeGuidance(s), generator=gen(13), **common)
+    classifier = ClassifierGuidance(ExactClassifier(m, SCHED), torch.full((n,), c), s)
+    x_cg = sampler.sample((n, 2), null, None, classifier, generator=gen(13), **common)
     assert x_cfg.dtype == F64
     assert float((x_cfg - x_cg).abs().max()) < 1e-9
 
@@ -380,9 +380,9 @@ def test_ddpm_sample_is_the_course_sampler_with_eta_1_and_all_steps():
         ours = ddpm_sample(oracle, sched, (n, 2), cond, null, gamma, generator=gen(14),
                            guidance_interval=interval)
         for course_sched, tol in ((sched64, 1e-9), (sched, 5e-3)):
-            course = ConditionalDDIMSampler(oracle, course_sched).sample(
-                (n, 2), cond, null, guidance_scale=gamma, num_inference_steps=sched.num_train_timesteps,
-                eta=1.0, generator=gen(14), progress=False, cfg_mode="batched", guidance_interval=interval)
+            course = ConditionalDDIMSampler(oracle, course_sched, cfg_mode="batched").sample(
+                (n, 2), cond, null, ClassifierFreeGuidance(gamma, interval=interval),
+                num_inference_steps=sched.num_train_timesteps, eta=1.0, generator=gen(14), progress=False)
             assert float((ours - course).abs().max()) < tol
 
 

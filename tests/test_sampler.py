@@ -21,7 +21,12 @@ from diffusers import DDIMScheduler
 from diffusers.guiders.guider_utils import rescale_noise_cfg as diffusers_rescale_noise_cfg
 
 from tutorial_lib.guidance import classifier_log_prob_grad
-from tutorial_lib.sampler import ConditionalDDIMSampler, DDIMStepOutput
+from tutorial_lib.guiders import (
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    WeightedPromptsGuidance,
+)
+from tutorial_lib.sampler import ConditionalDDIMSampler, DDIMStepOutput, SamplerConfig
 from tutorial_lib.schedule import NoiseSchedule
 
 torch.set_num_threads(1)
@@ -86,6 +91,11 @@ class PointDenoiser(torch.nn.Module):
         return torch.tanh(
             self.lin(x) + self.ctx(context[:, 0]) * torch.sin(t.float() / 200)[:, None]
         )
+
+
+def _sampler(model, schedule=None, cfg_mode="auto", **config):
+    """The sampler over ``model`` with ``SamplerConfig(**config)``."""
+    return ConditionalDDIMSampler(model, schedule or NoiseSchedule(), SamplerConfig(**config), cfg_mode=cfg_mode)
 
 
 def _embeddings(seed=0, batch=B):
@@ -162,18 +172,16 @@ def test_trajectory_equals_diffusers_and_ddim_equations(eta, spacing, clip, ptyp
     cond, neg = _embeddings()
     gamma, offset = 3.0, (1 if spacing == "leading" else 0)
     latents, zs = _noises(7, STEPS)
-    x_ours, traj = ConditionalDDIMSampler(model, schedule).sample(
+    sampler = _sampler(model, schedule, timestep_spacing=spacing, steps_offset=offset, clip_sample=clip)
+    x_ours, traj = sampler.sample(
         SHAPE,
         cond,
         neg,
-        guidance_scale=gamma,
+        ClassifierFreeGuidance(gamma),
         num_inference_steps=STEPS,
         eta=eta,
         generator=torch.Generator().manual_seed(7),
         latents=latents,
-        timestep_spacing=spacing,
-        steps_offset=offset,
-        clip_sample=clip,
         progress=False,
         return_intermediates=True,
     )
@@ -223,18 +231,11 @@ def test_trajectory_equals_diffusers_and_ddim_equations(eta, spacing, clip, ptyp
 
 def test_diffusers_linspace_quirk_is_real():
     """diffusers' step with linspace spacing lands on noise levels off the timestep list."""
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings()
     latents, _ = _noises(3, 0)
-    ours = ConditionalDDIMSampler(model, schedule).sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=2.0,
-        num_inference_steps=STEPS,
-        latents=latents,
-        timestep_spacing="linspace",
-        progress=False,
+    ours = _sampler(model, timestep_spacing="linspace").sample(
+        SHAPE, cond, neg, ClassifierFreeGuidance(2.0), STEPS, latents=latents, progress=False
     )
     sched = DDIMScheduler(clip_sample=False, timestep_spacing="linspace")
     sched.set_timesteps(STEPS)
@@ -251,14 +252,13 @@ def test_trailing_spacing_when_n_does_not_divide_T(n):
     model, schedule = TinyDenoiser(), NoiseSchedule()
     cond, neg = _embeddings()
     latents, _ = _noises(4, 0)
-    _, traj = ConditionalDDIMSampler(model, schedule).sample(
+    _, traj = _sampler(model, schedule, timestep_spacing="trailing").sample(
         SHAPE,
         cond,
         neg,
-        guidance_scale=2.0,
+        ClassifierFreeGuidance(2.0),
         num_inference_steps=n,
         latents=latents,
-        timestep_spacing="trailing",
         progress=False,
         return_intermediates=True,
     )
@@ -285,25 +285,13 @@ def test_trailing_spacing_when_n_does_not_divide_T(n):
 @pytest.mark.parametrize("ptype", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("use_clipped", [True, False])
 def test_thresholding_and_use_clipped_model_output_equal_diffusers(ptype, use_clipped):
-    model, schedule = TinyDenoiser(ptype), NoiseSchedule()
+    model = TinyDenoiser(ptype)
     cond, neg = _embeddings(1)
     latents, zs = _noises(5, STEPS)
-    g = torch.Generator().manual_seed(5)
-    x_ours = ConditionalDDIMSampler(model, schedule).sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=4.0,
-        num_inference_steps=STEPS,
-        eta=0.5,
-        generator=g,
-        latents=latents,
-        thresholding=True,
-        dynamic_thresholding_ratio=0.9,
-        sample_max_value=3.0,
-        use_clipped_model_output=use_clipped,
-        progress=False,
-    )
+    sampler = _sampler(model, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=3.0,
+                       use_clipped_model_output=use_clipped)
+    x_ours = sampler.sample(SHAPE, cond, neg, ClassifierFreeGuidance(4.0), STEPS, eta=0.5,
+                            generator=torch.Generator().manual_seed(5), latents=latents, progress=False)
     sched = DDIMScheduler(
         thresholding=True,
         dynamic_thresholding_ratio=0.9,
@@ -327,19 +315,16 @@ def test_thresholding_and_use_clipped_model_output_equal_diffusers(ptype, use_cl
 def test_clipping_the_seed_way_differs():
     """use_clipped_model_output=False keeps the unclipped ε (the seed's ddim_step); it equals
     diffusers' default and differs from the consistent update."""
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings()
     latents, _ = _noises(6, 0)
-    kw = dict(
-        guidance_scale=5.0,
-        num_inference_steps=STEPS,
-        latents=latents,
-        clip_sample=True,
-        progress=False,
-    )
-    sampler = ConditionalDDIMSampler(model, schedule)
-    seed_way = sampler.sample(SHAPE, cond, neg, use_clipped_model_output=False, **kw)
-    consistent = sampler.sample(SHAPE, cond, neg, **kw)
+
+    def run(**config):
+        return _sampler(model, clip_sample=True, **config).sample(
+            SHAPE, cond, neg, ClassifierFreeGuidance(5.0), STEPS, latents=latents, progress=False
+        )
+
+    seed_way, consistent = run(use_clipped_model_output=False), run()
     sched = DDIMScheduler(clip_sample=True)
     sched.set_timesteps(STEPS)
     x = latents
@@ -350,73 +335,49 @@ def test_clipping_the_seed_way_differs():
 
 
 # ------------------------------------------------------------------ guidance paths
+def _manual_loop(sampler, latents, steps, prediction):
+    """DDIM with ``prediction(x, t)`` as the model output at every step (the sampler's ``step``)."""
+    x, ts = latents, sampler.schedule.timesteps(steps).tolist()
+    for i, t in enumerate(ts):
+        x = sampler.step(prediction(x, t), t, x, ts[i + 1] if i + 1 < steps else -1).prev_sample
+    return x
+
+
 @pytest.mark.parametrize("cfg_mode", ["batched", "two_pass", "auto"])
 def test_cfg_through_sampler_equals_manual_and_modes_agree(cfg_mode):
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings(2)
     latents, _ = _noises(2, 0)
-    sampler = ConditionalDDIMSampler(model, schedule)
-    x_ours = sampler.sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=7.5,
-        num_inference_steps=5,
-        latents=latents,
-        cfg_mode=cfg_mode,
-        progress=False,
-    )
+    sampler = _sampler(model, cfg_mode=cfg_mode)
+    x_ours = sampler.sample(SHAPE, cond, neg, ClassifierFreeGuidance(7.5), 5, latents=latents, progress=False)
     expected_calls = 5 if cfg_mode in ("batched", "auto") else 10
     assert model.calls == expected_calls and model.rows == 5 * 2 * B
-    x = latents
-    ts = schedule.timesteps(5)
-    for i, t in enumerate(ts.tolist()):
-        out, _ = _cfg(model, x, t, cond, neg, 7.5)
-        x = sampler.step(out, t, x, ts[i + 1].item() if i < 4 else -1).prev_sample
+    x = _manual_loop(sampler, latents, 5, lambda x, t: _cfg(model, x, t, cond, neg, 7.5)[0])
     assert (x_ours - x).abs().max() <= 1e-5
 
 
-def test_scale_one_skips_the_unconditional_pass():
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+@pytest.mark.parametrize("guider", [None, ClassifierFreeGuidance(1.0)], ids=["default", "cfg-1"])
+@pytest.mark.parametrize("negative", [False, True], ids=["no-negative", "negative"])
+def test_default_guider_is_the_conditional_model_one_call_per_step(guider, negative):
+    """guider=None is ClassifierFreeGuidance(1.0): the conditional model alone, one pass per
+    step (B rows even in batched mode), bit-equal to DDIM on ε_c; no negative is needed."""
+    model = TinyDenoiser()
     cond, neg = _embeddings()
-    sampler = ConditionalDDIMSampler(model, schedule)
     latents, _ = _noises(0, 0)
-    for negative in (None, neg):
-        model.calls = model.rows = 0
-        x1 = sampler.sample(
-            SHAPE,
-            cond,
-            negative,
-            guidance_scale=1.0,
-            num_inference_steps=6,
-            latents=latents,
-            cfg_mode="two_pass",
-            progress=False,
-        )
-        assert model.calls == 6 and model.rows == 6 * B
-    x = latents
-    ts = schedule.timesteps(6).tolist()
-    for i, t in enumerate(ts):
-        out = model(x, torch.full((B,), t), cond)
-        x = sampler.step(out, t, x, ts[i + 1] if i < 5 else -1).prev_sample
+    sampler = _sampler(model, cfg_mode="batched")
+    x1 = sampler.sample(SHAPE, cond, neg if negative else None, guider, 6, latents=latents, progress=False)
+    assert model.calls == 6 and model.rows == 6 * B
+    x = _manual_loop(sampler, latents, 6, lambda x, t: model(x, torch.full((B,), t), cond))
     assert torch.equal(x1, x)
 
 
 def test_guidance_rescale_path_equals_diffusers_rescale():
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings(3)
     latents, _ = _noises(3, 0)
-    sampler = ConditionalDDIMSampler(model, schedule)
-    x_ours = sampler.sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=6.0,
-        guidance_rescale=0.7,
-        num_inference_steps=5,
-        latents=latents,
-        progress=False,
-    )
+    sampler = _sampler(model)
+    rescaled = ClassifierFreeGuidance(6.0, guidance_rescale=0.7)
+    x_ours = sampler.sample(SHAPE, cond, neg, rescaled, 5, latents=latents, progress=False)
     sched = DDIMScheduler(clip_sample=False)
     sched.set_timesteps(5)
     x = latents
@@ -424,9 +385,7 @@ def test_guidance_rescale_path_equals_diffusers_rescale():
         out, ec = _cfg(model, x, t, cond, neg, 6.0)
         x = sched.step(diffusers_rescale_noise_cfg(out, ec, guidance_rescale=0.7), t, x).prev_sample
     assert (x_ours - x).abs().max() <= 1e-5
-    plain = sampler.sample(
-        SHAPE, cond, neg, guidance_scale=6.0, num_inference_steps=5, latents=latents, progress=False
-    )
+    plain = sampler.sample(SHAPE, cond, neg, ClassifierFreeGuidance(6.0), 5, latents=latents, progress=False)
     assert (plain - x_ours).abs().max() > 1e-4
 
 
@@ -443,37 +402,31 @@ class TinyClassifier(torch.nn.Module):
         return self.lin(x.flatten(1)) * (1 - t.float()[:, None] / 2000)
 
 
-def test_classifier_guidance_path():
-    model, schedule, clf = TinyDenoiser(), NoiseSchedule(), TinyClassifier()
+@pytest.mark.parametrize("ptype", ["epsilon", "v_prediction"])
+def test_classifier_guidance_after_cfg(ptype):
+    """ClassifierGuidance(…, guider=CFG): CFG first, then ε − s √(1 − ᾱ_t) ∇ log p(y | x_t) in
+    ε-form; a v-prediction is converted to ε, guided and converted back (stepped by diffusers)."""
+    model, clf = TinyDenoiser(ptype), TinyClassifier()
     cond, neg = _embeddings(4)
     labels = torch.tensor([0, 2])
     latents, _ = _noises(4, 0)
-    sampler = ConditionalDDIMSampler(model, schedule)
-    x_ours = sampler.sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=2.0,
-        num_inference_steps=5,
-        latents=latents,
-        classifier=clf,
-        classifier_labels=labels,
-        classifier_scale=3.0,
-        progress=False,
-    )
+    sampler = _sampler(model)
+    guider = ClassifierGuidance(clf, labels, 3.0, guider=ClassifierFreeGuidance(2.0))
+    x_ours = sampler.sample(SHAPE, cond, neg, guider, 5, latents=latents, progress=False)
     assert all(p.grad is None for p in clf.parameters())
-    sched = DDIMScheduler(clip_sample=False)
+    sched = DDIMScheduler(clip_sample=False, prediction_type=ptype)
     sched.set_timesteps(5)
     x = latents
     for t in sched.timesteps:
+        a = sched.alphas_cumprod[t]
         out, _ = _cfg(model, x, t, cond, neg, 2.0)
+        eps = out if ptype == "epsilon" else a.sqrt() * out + (1 - a).sqrt() * x
         grad = classifier_log_prob_grad(clf, x, torch.full((B,), int(t)), labels)
-        out = out - (1 - sched.alphas_cumprod[t]).sqrt() * 3.0 * grad
+        eps = eps - (1 - a).sqrt() * 3.0 * grad
+        out = eps if ptype == "epsilon" else (eps - (1 - a).sqrt() * x) / a.sqrt()
         x = sched.step(out, t, x).prev_sample
     assert (x_ours - x).abs().max() <= 1e-5
-    unguided = sampler.sample(
-        SHAPE, cond, neg, guidance_scale=2.0, num_inference_steps=5, latents=latents, progress=False
-    )
+    unguided = sampler.sample(SHAPE, cond, neg, ClassifierFreeGuidance(2.0), 5, latents=latents, progress=False)
     assert (unguided - x_ours).abs().max() > 1e-4
 
 
@@ -481,80 +434,60 @@ def test_guidance_interval_uses_conditional_outside():
     model, schedule = TinyDenoiser(), NoiseSchedule()
     cond, neg = _embeddings(5)
     latents, _ = _noises(5, 0)
-    sampler = ConditionalDDIMSampler(model, schedule)
-    x_ours = sampler.sample(
-        SHAPE,
-        cond,
-        neg,
-        guidance_scale=5.0,
-        guidance_interval=(300, 700),
-        num_inference_steps=STEPS,
-        latents=latents,
-        cfg_mode="two_pass",
-        progress=False,
-    )
+    sampler = _sampler(model, schedule, cfg_mode="two_pass")
+    guider = ClassifierFreeGuidance(5.0, interval=(300, 700))
+    x_ours = sampler.sample(SHAPE, cond, neg, guider, STEPS, latents=latents, progress=False)
     ts = schedule.timesteps(STEPS).tolist()  # 900 … 0: 300..700 holds 5 of them
     inside = sum(300 <= t <= 700 for t in ts)
     assert inside == 5 and model.calls == STEPS + inside
-    x = latents
-    for i, t in enumerate(ts):
-        gamma = 5.0 if 300 <= t <= 700 else 1.0
-        out = (
-            _cfg(model, x, t, cond, neg, gamma)[0]
-            if gamma != 1.0
-            else model(x, torch.full((B,), t), cond)
-        )
-        x = sampler.step(out, t, x, ts[i + 1] if i + 1 < STEPS else -1).prev_sample
-    assert (x_ours - x).abs().max() <= 1e-5
+
+    def prediction(x, t):
+        if 300 <= t <= 700:
+            return _cfg(model, x, t, cond, neg, 5.0)[0]
+        return model(x, torch.full((B,), t), cond)
+
+    assert (x_ours - _manual_loop(sampler, latents, STEPS, prediction)).abs().max() <= 1e-5
 
 
 def test_weighted_prompts():
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond_a, neg = _embeddings(6)
     cond_b, _ = _embeddings(7)
     latents, _ = _noises(6, 0)
-    sampler = ConditionalDDIMSampler(model, schedule)
-    x_ours = sampler.sample(
-        SHAPE,
-        [cond_a, cond_b],
-        neg,
-        guidance_scale=4.0,
-        prompt_weights=[0.7, -0.3],
-        num_inference_steps=5,
-        latents=latents,
-        cfg_mode="batched",
-        progress=False,
-    )
+    sampler = _sampler(model, cfg_mode="batched")
+    guider = WeightedPromptsGuidance([0.7, -0.3], guidance_scale=4.0)
+    x_ours = sampler.sample(SHAPE, [cond_a, cond_b], neg, guider, 5, latents=latents, progress=False)
     assert model.calls == 5 and model.rows == 5 * 3 * B  # one call with the tripled batch
-    ts = schedule.timesteps(5).tolist()
-    x = latents
-    for i, t in enumerate(ts):
+
+    def prediction(x, t):
         tb = torch.full((B,), t)
         eu, ea, eb = model(x, tb, neg), model(x, tb, cond_a), model(x, tb, cond_b)
-        out = eu + 0.7 * 4.0 * (ea - eu) + (-0.3) * 4.0 * (eb - eu)
-        x = sampler.step(out, t, x, ts[i + 1] if i < 4 else -1).prev_sample
-    assert (x_ours - x).abs().max() <= 1e-5
+        return eu + 0.7 * 4.0 * (ea - eu) + (-0.3) * 4.0 * (eb - eu)
+
+    assert (x_ours - _manual_loop(sampler, latents, 5, prediction)).abs().max() <= 1e-5
     # a single prompt in a list with weight 1 is plain CFG
-    single = sampler.sample(
-        SHAPE,
-        [cond_a],
-        neg,
-        guidance_scale=4.0,
-        prompt_weights=[1.0],
-        num_inference_steps=5,
-        latents=latents,
-        progress=False,
-    )
-    plain = sampler.sample(
-        SHAPE,
-        cond_a,
-        neg,
-        guidance_scale=4.0,
-        num_inference_steps=5,
-        latents=latents,
-        progress=False,
-    )
-    assert torch.equal(single, plain)
+    single = sampler.sample(SHAPE, [cond_a], neg, WeightedPromptsGuidance([1.0], 4.0), 5, latents=latents,
+                            progress=False)
+    plain = sampler.sample(SHAPE, cond_a, neg, ClassifierFreeGuidance(4.0), 5, latents=latents, progress=False)
+    assert (single - plain).abs().max() <= 1e-5
+
+
+def test_per_image_prompt_weights_equal_sampling_each_image_alone():
+    """(B, K) weights: each image follows its own weights, as if sampled on its own."""
+    model = TinyDenoiser()
+    cond_a, neg = _embeddings(8)
+    cond_b, _ = _embeddings(9)
+    latents, _ = _noises(8, 0)
+    weights = torch.tensor([[0.7, -0.3], [0.0, 1.5]])
+    sampler = _sampler(model)
+    together = sampler.sample(SHAPE, [cond_a, cond_b], neg, WeightedPromptsGuidance(weights, 3.0), 5,
+                              latents=latents, progress=False)
+    for b in range(B):
+        rows = slice(b, b + 1)
+        alone = sampler.sample((1, C, H, W), [cond_a[rows], cond_b[rows]], neg[rows],
+                               WeightedPromptsGuidance(weights[b], 3.0), 5, latents=latents[rows], progress=False)
+        assert (together[rows] - alone).abs().max() <= 1e-5
+    assert (together[0] - together[1]).abs().max() > 1e-3
 
 
 # ------------------------------------------------------------ outputs and randomness
@@ -562,11 +495,11 @@ def test_return_intermediates_and_callback():
     model, schedule = TinyDenoiser(), NoiseSchedule()
     cond, neg = _embeddings()
     seen = []
-    x0, traj = ConditionalDDIMSampler(model, schedule).sample(
+    x0, traj = _sampler(model, schedule).sample(
         SHAPE,
         cond,
         neg,
-        guidance_scale=2.0,
+        ClassifierFreeGuidance(2.0),
         num_inference_steps=4,
         generator=torch.Generator().manual_seed(0),
         progress=False,
@@ -584,13 +517,15 @@ def test_return_intermediates_and_callback():
 
 
 def test_determinism_with_generator():
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings()
-    sampler = ConditionalDDIMSampler(model, schedule)
-    kw = dict(guidance_scale=3.0, num_inference_steps=5, eta=1.0, progress=False)
-    a = sampler.sample(SHAPE, cond, neg, generator=torch.Generator().manual_seed(11), **kw)
-    b = sampler.sample(SHAPE, cond, neg, generator=torch.Generator().manual_seed(11), **kw)
-    c = sampler.sample(SHAPE, cond, neg, generator=torch.Generator().manual_seed(12), **kw)
+    sampler = _sampler(model)
+
+    def run(seed):
+        return sampler.sample(SHAPE, cond, neg, ClassifierFreeGuidance(3.0), 5, eta=1.0,
+                              generator=torch.Generator().manual_seed(seed), progress=False)
+
+    a, b, c = run(11), run(11), run(12)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -598,17 +533,14 @@ def test_points_any_sample_shape():
     model, schedule = PointDenoiser(), NoiseSchedule(beta_schedule="cosine")
     g = torch.Generator().manual_seed(0)
     cond, neg = torch.randn(5, 1, D, generator=g), torch.zeros(5, 1, D)
-    x, traj = ConditionalDDIMSampler(model, schedule).sample(
+    x, traj = _sampler(model, schedule, thresholding=True, sample_max_value=2.0).sample(
         (5, 2),
         cond,
         neg,
-        guidance_scale=3.0,
+        ClassifierFreeGuidance(3.0, guidance_rescale=0.5),
         num_inference_steps=8,
         eta=0.5,
         generator=g,
-        thresholding=True,
-        sample_max_value=2.0,
-        guidance_rescale=0.5,
         progress=False,
         return_intermediates=True,
     )
@@ -616,9 +548,9 @@ def test_points_any_sample_shape():
 
 
 def test_progress_bar_can_be_turned_off(capsys):
-    model, schedule = TinyDenoiser(), NoiseSchedule()
+    model = TinyDenoiser()
     cond, neg = _embeddings()
-    sampler = ConditionalDDIMSampler(model, schedule)
+    sampler = _sampler(model)
     sampler.sample(SHAPE, cond, neg, num_inference_steps=2, progress=False)
     assert "DDIM" not in capsys.readouterr().err
     sampler.sample(SHAPE, cond, neg, num_inference_steps=2, progress=True)
@@ -659,14 +591,27 @@ def test_step_on_its_own():
         sampler.step(eps, 500, x, 400, eta=-0.5)
 
 
+def test_step_clips_as_its_config_says():
+    """The clip options of ``step`` come from the sampler's SamplerConfig."""
+    schedule = NoiseSchedule()
+    x, eps = 3 * torch.randn(2, 3), torch.randn(2, 3)
+    x0 = schedule.predict_x0(eps, x, 500)
+    assert x0.abs().max() > 2  # the clip below does something
+    clipped = ConditionalDDIMSampler(lambda x, t, c: x, schedule, SamplerConfig(clip_sample=True, clip_sample_range=2.0))
+    out = clipped.step(eps, 500, x, 400)
+    assert torch.equal(out.pred_original_sample, x0.clamp(-2, 2))
+    torch.testing.assert_close(out.pred_epsilon, schedule.eps_from_x0(x0.clamp(-2, 2), x, 500))
+
+
 # ------------------------------------------------------------------ bad input
 def _bad(**overrides):
     model = TinyDenoiser()
     cond, neg = _embeddings()
     kw = dict(
         shape=SHAPE,
-        text_embeddings=cond,
-        negative_embeddings=neg,
+        prompt_embeds=cond,
+        negative_prompt_embeds=neg,
+        guider=ClassifierFreeGuidance(7.5),
         num_inference_steps=2,
         progress=False,
     )
@@ -678,46 +623,43 @@ def _bad(**overrides):
     "overrides, err, match",
     [
         (
-            dict(negative_embeddings=None),
+            dict(negative_prompt_embeds=None),
             ValueError,
-            "negative_embeddings is required.*empty prompt",
+            "negative_prompt_embeds is required by this guider: pass the encoded empty prompt",
         ),
         (
-            dict(negative_embeddings=torch.zeros(3, N, D)),
+            dict(negative_prompt_embeds=torch.zeros(3, N, D)),
             ValueError,
-            r"negative_embeddings must have the batch size of text_embeddings \(2\)",
+            r"negative_prompt_embeds must have the shape of prompt_embeds \(.*2, 4, 8.*\), got .*3, 4, 8",
         ),
         (
-            dict(negative_embeddings=torch.zeros(B, N + 1, D)),
+            dict(negative_prompt_embeds=torch.zeros(B, N + 1, D)),
             ValueError,
-            r"negative_embeddings must have the shape of text_embeddings \(2, 4, 8\)",
+            r"negative_prompt_embeds must have the shape of prompt_embeds \(.*2, 4, 8.*\), got .*2, 5, 8",
         ),
         (
-            dict(negative_embeddings=torch.zeros(B, N, D, dtype=torch.float64)),
+            dict(negative_prompt_embeds=torch.zeros(B, N, D, dtype=torch.float64)),
             TypeError,
-            r"negative_embeddings must have the dtype of text_embeddings \(torch.float32\)",
+            r"negative_prompt_embeds must have the dtype of prompt_embeds \(torch.float32\)",
         ),
         (
-            dict(negative_embeddings=torch.zeros(B, N, D, device="meta")),
+            dict(negative_prompt_embeds=torch.zeros(B, N, D, device="meta")),
             ValueError,
-            "negative_embeddings must be on the device of text_embeddings",
+            "negative_prompt_embeds must have the device of prompt_embeds",
         ),
-        (dict(negative_embeddings=[1.0]), TypeError, "negative_embeddings must be a torch.Tensor"),
+        (dict(negative_prompt_embeds=[1.0]), TypeError, "negative_prompt_embeds must be a torch.Tensor"),
         (
-            dict(text_embeddings=torch.zeros(B, N, 5), negative_embeddings=torch.zeros(B, N, 5)),
+            dict(prompt_embeds=torch.zeros(B, N, 5), negative_prompt_embeds=torch.zeros(B, N, 5)),
             ValueError,
             "context_dim=8",
         ),
         (
-            dict(text_embeddings=torch.full((B, N, D), float("nan"))),
+            dict(prompt_embeds=torch.full((B, N, D), float("nan"))),
             ValueError,
-            "text_embeddings contains NaN",
+            "prompt_embeds contains NaN or inf",
         ),
-        (dict(text_embeddings="a red circle"), TypeError, "text_embeddings must be a tensor"),
-        (dict(guidance_scale=-1.0), ValueError, "guidance_scale must be >= 0"),
-        (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be finite"),
-        (dict(guidance_scale=float("inf")), ValueError, "guidance_scale must be finite"),
-        (dict(guidance_scale="7.5"), TypeError, "guidance_scale must be a real number"),
+        (dict(prompt_embeds="a red circle"), TypeError, "prompt_embeds must be a tensor"),
+        (dict(guider=7.5), TypeError, r"guider must be a tutorial_lib\.guiders\.Guider"),
         (dict(num_inference_steps=0), ValueError, r"num_inference_steps must be in \[1, 100\]"),
         (dict(num_inference_steps=101), ValueError, r"num_inference_steps must be in \[1, 100\]"),
         (dict(num_inference_steps=2.5), TypeError, "num_inference_steps must be an int"),
@@ -731,7 +673,7 @@ def _bad(**overrides):
         (
             dict(latents=torch.zeros(SHAPE, dtype=torch.float64)),
             TypeError,
-            "latents must have the embeddings' dtype torch.float32",
+            "latents must be floating point with the embeddings' dtype torch.float32",
         ),
         (
             dict(latents=torch.zeros(SHAPE, dtype=torch.long)),
@@ -741,42 +683,83 @@ def _bad(**overrides):
         (
             dict(shape=(3, C, H, W)),
             ValueError,
-            r"shape\[0\] \(batch size 3\) must equal text_embeddings' batch size 2",
+            r"shape\[0\] \(batch size 3\) must equal prompt_embeds' batch size 2",
         ),
         (dict(shape=(B,)), ValueError, "shape must be a tuple of >= 2 positive ints"),
-        (dict(timestep_spacing="karras"), ValueError, "timestep_spacing must be one of"),
-        (dict(cfg_mode="fast"), ValueError, "cfg_mode must be one of"),
-        (dict(guidance_rescale=1.5), ValueError, "guidance_rescale must be <= 1"),
-        (dict(guidance_interval=(700, 300)), ValueError, "t_lo <= t_hi"),
         (
-            dict(prompt_weights=[1.0, 2.0]),
+            dict(guider=WeightedPromptsGuidance([1.0, 2.0])),
             ValueError,
-            r"prompt_weights must be a sequence of one weight per prompt \(K=1\)",
-        ),
-        (dict(classifier_scale=1.0), ValueError, "classifier_scale > 0 needs a classifier"),
-        (
-            dict(classifier=TinyClassifier(), classifier_scale=1.0),
-            TypeError,
-            "classifier_labels must be an integer tensor",
+            r"weights must have shape \(2, 1\) \(batch, prompts\)",
         ),
         (
-            dict(
-                classifier=TinyClassifier(),
-                classifier_labels=torch.tensor([0]),
-                classifier_scale=1.0,
-            ),
+            dict(guider=ClassifierGuidance(TinyClassifier(), torch.tensor([0]), 1.0)),
             ValueError,
-            r"classifier_labels must have shape \(2,\)",
+            r"labels must have shape \(2,\)",
         ),
         (dict(generator=0), TypeError, "generator must be a torch.Generator"),
         (dict(progress="no"), TypeError, "progress must be a bool"),
-        (dict(sample_max_value=0.5), ValueError, "sample_max_value must be >= 1"),
         (dict(callback=3), TypeError, "callback must be callable"),
     ],
 )
 def test_bad_inputs(overrides, err, match):
     with pytest.raises(err, match=match):
         _bad(**overrides)
+
+
+@pytest.mark.parametrize(
+    "make, err, match",
+    [
+        (lambda: ClassifierFreeGuidance(-1.0), ValueError, "guidance_scale must be >= 0"),
+        (lambda: ClassifierFreeGuidance(float("nan")), ValueError, "guidance_scale must be finite"),
+        (lambda: ClassifierFreeGuidance(float("inf")), ValueError, "guidance_scale must be finite"),
+        (lambda: ClassifierFreeGuidance("7.5"), TypeError, "guidance_scale must be a real number"),
+        (lambda: ClassifierFreeGuidance(3.0, guidance_rescale=1.5), ValueError, "guidance_rescale must be <= 1"),
+        (lambda: ClassifierFreeGuidance(3.0, interval=(700, 300)), ValueError, "t_low <= t_high"),
+        (lambda: ClassifierGuidance(None, torch.tensor([0, 1])), TypeError, "classifier must be callable"),
+        (lambda: ClassifierGuidance(TinyClassifier(), None), TypeError, r"labels must be a \(B,\) integer tensor"),
+        (lambda: ClassifierGuidance(TinyClassifier(), torch.tensor([True, False])), TypeError, "labels must be"),
+        (lambda: ClassifierGuidance(TinyClassifier(), torch.tensor([0, 1]), -1.0), ValueError,
+         "classifier_scale must be >= 0"),
+        (lambda: ClassifierGuidance(TinyClassifier(), torch.tensor([0, 1]), guider=3), TypeError,
+         "guider must be a Guider"),
+        (lambda: WeightedPromptsGuidance([1.0, float("nan")]), ValueError, "weights must be K finite floats"),
+        (lambda: WeightedPromptsGuidance([1.0], guidance_scale=-2.0), ValueError, "guidance_scale must be >= 0"),
+    ],
+)
+def test_bad_guider_options_fail_at_construction(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "options, err, match",
+    [
+        (dict(timestep_spacing="karras"), ValueError, "timestep_spacing must be one of"),
+        (dict(steps_offset=-1), ValueError, "steps_offset must be in"),
+        (dict(steps_offset=1.0), TypeError, "steps_offset must be an int"),
+        (dict(clip_sample="yes"), TypeError, "clip_sample must be a bool"),
+        (dict(thresholding=1), TypeError, "thresholding must be a bool"),
+        (dict(use_clipped_model_output=None), TypeError, "use_clipped_model_output must be a bool"),
+        (dict(clip_sample_range=-1.0), ValueError, "clip_sample_range must be >= 0"),
+        (dict(clip_sample_range=float("inf")), ValueError, "clip_sample_range must be finite"),
+        (dict(dynamic_thresholding_ratio=0.0), ValueError, r"dynamic_thresholding_ratio must be in \(0, 1\]"),
+        (dict(dynamic_thresholding_ratio=1.5), ValueError, "dynamic_thresholding_ratio must be <= 1"),
+        (dict(sample_max_value=0.5), ValueError, "sample_max_value must be >= 1"),
+        (dict(sample_max_value="3"), TypeError, "sample_max_value must be a real number"),
+    ],
+)
+def test_sampler_config_rejects_bad_values(options, err, match):
+    with pytest.raises(err, match=match):
+        SamplerConfig(**options)
+
+
+def test_sampler_config_is_frozen_and_required_as_such():
+    config = SamplerConfig(clip_sample=True)
+    with pytest.raises(AttributeError):
+        config.clip_sample = False
+    assert ConditionalDDIMSampler(TinyDenoiser(), NoiseSchedule()).config == SamplerConfig()
+    with pytest.raises(TypeError, match="config must be a SamplerConfig"):
+        ConditionalDDIMSampler(TinyDenoiser(), NoiseSchedule(), {"clip_sample": True})
 
 
 def test_bad_constructor_and_denoiser_output():
@@ -786,11 +769,16 @@ def test_bad_constructor_and_denoiser_output():
         ConditionalDDIMSampler(TinyDenoiser(), DDIMScheduler())
     with pytest.raises(ValueError, match="prediction_type"):
         ConditionalDDIMSampler(TinyDenoiser(), NoiseSchedule(), prediction_type="score")
+    with pytest.raises(ValueError, match="cfg_mode must be one of"):
+        ConditionalDDIMSampler(TinyDenoiser(), NoiseSchedule(), cfg_mode="fast")
     assert (
         ConditionalDDIMSampler(TinyDenoiser("v_prediction"), NoiseSchedule()).prediction_type
         == "v_prediction"
     )
     cond, neg = _embeddings()
-    broken = ConditionalDDIMSampler(lambda x, t, c: x[:, :1], NoiseSchedule())
-    with pytest.raises(ValueError, match=r"denoiser must return a tensor of shape \(4, 3, 6, 6\)"):
-        broken.sample(SHAPE, cond, neg, num_inference_steps=2, cfg_mode="batched", progress=False)
+    cfg = ClassifierFreeGuidance(7.5)
+    # the doubled batch with too few rows, and the right rows with too few channels
+    for denoiser, shape in ((lambda x, t, c: x[:1], r"\(4, 3, 6, 6\)"), (lambda x, t, c: x[:, :1], r"\(2, 3, 6, 6\)")):
+        broken = ConditionalDDIMSampler(denoiser, NoiseSchedule(), cfg_mode="batched")
+        with pytest.raises(ValueError, match=r"denoiser must return a tensor of shape " + shape):
+            broken.sample(SHAPE, cond, neg, cfg, num_inference_steps=2, progress=False)
