@@ -311,7 +311,7 @@ class ConditionalDDIMSampler:
         context_dim = getattr(self.denoiser, "context_dim", None)
         for name, c in named:
             _checks.tensor(name, c)
-            for what, a, b in (("shape", c.shape, ref.shape), ("dtype", c.dtype, ref.dtype),
+            for what, a, b in (("shape", tuple(c.shape), tuple(ref.shape)), ("dtype", c.dtype, ref.dtype),
                                ("device", c.device, ref.device)):
                 if a != b:
                     raise (TypeError if what == "dtype" else ValueError)(
