@@ -15,11 +15,11 @@ Shapes: every prediction is ``(B, ...)`` (images ``(B, C, H, W)``, 2-D points
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import torch
+
+from . import _checks
 
 __all__ = [
     "cfg_combine",
@@ -35,20 +35,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- validation
-def _check_real(name: str, value, *, low: float | None = None, high: float | None = None) -> float:
-    """A finite Python number in [low, high]; ``TypeError``/``ValueError`` naming ``name``."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.dtype.is_complex:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
+_check_real = _checks.real  # the shared check (tutorial_lib._checks)
 
 
 def _check_tensor(name: str, x, *, min_ndim: int = 1) -> torch.Tensor:
