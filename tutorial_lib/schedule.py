@@ -33,35 +33,17 @@ Two diffusers quirks this module does *not* copy (both documented in the tests):
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
+
+from . import _checks
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 CONFIG_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "set_alpha_to_one")
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
@@ -112,27 +94,16 @@ class NoiseSchedule:
         beta_end: float = 0.02,
         set_alpha_to_one: bool = True,
     ) -> None:
-        self.num_train_timesteps = _check_int("num_train_timesteps", num_train_timesteps, 1)
-        if not isinstance(beta_schedule, str):
-            raise TypeError(f"beta_schedule must be a str, got {type(beta_schedule).__name__}")
+        self.num_train_timesteps = _checks.integer("num_train_timesteps", num_train_timesteps, 1)
+        _checks.instance("beta_schedule", beta_schedule, str)
         beta_schedule = BETA_SCHEDULE_ALIASES.get(beta_schedule, beta_schedule)
-        if beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(
-                f"beta_schedule must be one of {BETA_SCHEDULES} (or 'cosine'), got {beta_schedule!r}"
-            )
+        _checks.one_of("beta_schedule", beta_schedule, BETA_SCHEDULES + ("cosine",))
         self.beta_schedule = beta_schedule
-        self.beta_start = _check_real("beta_start", beta_start)
-        self.beta_end = _check_real("beta_end", beta_end)
-        if not 0 < self.beta_start <= self.beta_end < 1:
-            raise ValueError(
-                "beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, "
-                f"got beta_start={self.beta_start}, beta_end={self.beta_end}"
-            )
-        if not isinstance(set_alpha_to_one, bool):
-            raise TypeError(
-                f"set_alpha_to_one must be a bool, got {type(set_alpha_to_one).__name__}"
-            )
-        self.set_alpha_to_one = set_alpha_to_one
+        self.beta_start = _checks.real("beta_start", beta_start)
+        self.beta_end = _checks.real("beta_end", beta_end)
+        _checks.that(0 < self.beta_start <= self.beta_end < 1, "beta_start and beta_end must satisfy "
+                     f"0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        self.set_alpha_to_one = _checks.boolean("set_alpha_to_one", set_alpha_to_one)
 
         T = self.num_train_timesteps
         if beta_schedule == "linear":
@@ -164,14 +135,8 @@ class NoiseSchedule:
     @classmethod
     def from_config(cls, config: dict) -> NoiseSchedule:
         """Build a schedule from ``to_config()``'s dict; unknown keys raise ``ValueError``."""
-        if not isinstance(config, dict):
-            raise TypeError(f"config must be a dict, got {type(config).__name__}")
-        known = set(CONFIG_KEYS)
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(
-                f"config has unknown keys {unknown}; expected a subset of {sorted(known)}"
-            )
+        unknown = sorted(set(_checks.instance("config", config, dict)) - set(CONFIG_KEYS))
+        _checks.that(not unknown, f"config has unknown keys {unknown}; expected some of {CONFIG_KEYS}")
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -180,20 +145,18 @@ class NoiseSchedule:
 
     # ------------------------------------------------------------ coefficients
     def _check_t(self, t) -> torch.Tensor | int:
+        """An int in [0, T − 1] or a 0-d / ``(B,)`` integer tensor of such timesteps."""
         T = self.num_train_timesteps
-        if isinstance(t, torch.Tensor):
-            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-                raise TypeError(f"t must be an integer tensor of timesteps, got dtype {t.dtype}")
-            if t.ndim > 1:
-                raise ValueError(
-                    f"t must be an int, a 0-d or a (B,) tensor, got shape {tuple(t.shape)}"
-                )
-            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
-                raise ValueError(
-                    f"t must lie in [0, {T - 1}], got values in [{int(t.min())}, {int(t.max())}]"
-                )
-            return t
-        return _check_int("t", t, 0, T - 1)
+        if not isinstance(t, torch.Tensor):
+            return _checks.integer("t", t, 0, T - 1)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"t must be an integer tensor of timesteps, got dtype {t.dtype}")
+        if t.ndim > 1:
+            raise ValueError(f"t must be an int, a 0-d or a (B,) tensor, got shape {tuple(t.shape)}")
+        lo, hi = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
+        if lo < 0 or hi >= T:
+            raise ValueError(f"t must lie in [0, {T - 1}], got values in [{lo}, {hi}]")
+        return t
 
     def alpha_cumprod_at(self, t, like: torch.Tensor) -> torch.Tensor:
         """ᾱ_t as a tensor that broadcasts against ``like`` (shape ``(B, ...)``).
@@ -207,23 +170,18 @@ class NoiseSchedule:
         if isinstance(t, int):
             return acp[t]
         a = acp[t.to(like.device)].flatten()
-        if t.ndim == 1 and a.shape[0] != like.shape[0]:
-            raise ValueError(
-                f"t must have one timestep per sample ({like.shape[0]}), got {a.shape[0]}"
-            )
+        _checks.that(t.ndim != 1 or a.shape[0] == like.shape[0],
+                     f"t must have one timestep per sample ({like.shape[0]}), got {a.shape[0]}")
         return a.reshape(a.shape + (1,) * (like.ndim - a.ndim))
 
     @staticmethod
     def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+        """Two floating-point tensors of one shape (their dtypes may differ, as in diffusers)."""
         for name, x in ((name_a, a), (name_b, b)):
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-            if not x.is_floating_point():
-                raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-        if a.shape != b.shape:
-            raise ValueError(
-                f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}"
-            )
+            _checks.that(_checks.tensor(name, x).is_floating_point(),
+                         f"{name} must be a floating-point tensor, got {x.dtype}", TypeError)
+        _checks.that(a.shape == b.shape,
+                     f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}")
 
     # ----------------------------------------------------------- forward maths
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
@@ -247,13 +205,6 @@ class NoiseSchedule:
         a = self.alpha_cumprod_at(t, x0)
         return a**0.5 * noise - (1 - a) ** 0.5 * x0
 
-    @staticmethod
-    def _check_prediction_type(prediction_type: str) -> None:
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
-            )
-
     def predict_x0(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t, prediction_type: str = "epsilon"
     ) -> torch.Tensor:
@@ -263,10 +214,10 @@ class NoiseSchedule:
         - v_prediction:  x̂_0 = √ᾱ_t x_t − √(1 − ᾱ_t) v̂
         - sample:        x̂_0 = model_output
 
-        Shapes: ``model_output`` and ``x_t`` are ``(B, ...)``; ``t`` an int or ``(B,)``.
+        Shapes: ``model_output`` and ``x_t`` are ``(B, ...)``, one shape (the sampler, which calls
+        this every step, has checked them); ``t`` an int or ``(B,)``.
         """
-        self._check_prediction_type(prediction_type)
-        self._check_pair("x_t", x_t, "model_output", model_output)
+        _checks.one_of("prediction_type", prediction_type, PREDICTION_TYPES)
         a = self.alpha_cumprod_at(t, x_t)
         if prediction_type == "epsilon":
             return (x_t - (1 - a) ** 0.5 * model_output) / a**0.5
@@ -283,8 +234,7 @@ class NoiseSchedule:
         - v_prediction:  ε̂ = √ᾱ_t v̂ + √(1 − ᾱ_t) x_t
         - sample:        ε̂ = (x_t − √ᾱ_t x̂_0) / √(1 − ᾱ_t)   (see ``eps_from_x0``)
         """
-        self._check_prediction_type(prediction_type)
-        self._check_pair("x_t", x_t, "model_output", model_output)
+        _checks.one_of("prediction_type", prediction_type, PREDICTION_TYPES)
         a = self.alpha_cumprod_at(t, x_t)
         if prediction_type == "epsilon":
             return model_output
@@ -316,19 +266,13 @@ class NoiseSchedule:
             A ``(n,)`` int64 tensor, strictly descending.
         """
         T = self.num_train_timesteps
-        n = _check_int("num_inference_steps", num_inference_steps, 1, T)
-        offset = _check_int("steps_offset", steps_offset, 0)
-        if timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(
-                f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}"
-            )
+        n = _checks.integer("num_inference_steps", num_inference_steps, 1, T)
+        offset = _checks.integer("steps_offset", steps_offset, 0)
+        _checks.one_of("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         if timestep_spacing == "leading":
             ts = (np.arange(0, n) * (T // n)).round()[::-1].astype(np.int64) + offset
-            if ts[0] > T - 1:
-                raise ValueError(
-                    f"steps_offset={offset} pushes the first timestep to {ts[0]} > T-1 = {T - 1}; "
-                    f"use steps_offset <= {T - 1 - (n - 1) * (T // n)}"
-                )
+            _checks.that(ts[0] <= T - 1, f"steps_offset={offset} pushes the first timestep to {ts[0]} > T-1 = "
+                         f"{T - 1}; use steps_offset <= {T - 1 - (n - 1) * (T // n)}")
         elif timestep_spacing == "trailing":
             # diffusers' formula; [:n] drops the spurious trailing -1 it yields for some n.
             ts = np.round(np.arange(T, 0, -T / n)).astype(np.int64)[:n] - 1
