@@ -182,3 +182,20 @@ def fields(config) -> None:
             integer(f.name, value, meta.get("low"), meta.get("high"))
         elif kind is float:
             real(f.name, value, meta.get("low"), meta.get("high"), meta.get("open_low", False))
+
+
+def latents(value, generator_, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+    """A sampling call's x_T: ``value`` (``shape``, ``dtype``, ``device``) or None (then it is drawn
+    with ``generator_``, which must be a ``torch.Generator`` on ``device``'s type, or None)."""
+    generator("generator", generator_, device)
+    if value is None:
+        return None
+    x_T = torch.empty((), dtype=dtype, device=device).expand(shape)  # the layout, without allocating
+    return like("latents", value, x_T, "x_T (shape, the embeddings' dtype and device)")
+
+
+def positive(name: str, value) -> int:
+    """A positive Python int (not a bool): a width, a count, a number of heads."""
+    if integer(name, value) <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)

@@ -117,7 +117,7 @@ class GuidanceStep:
         """``denoiser(x_t, t, context)`` (the step's own denoiser unless another is given)."""
         model = denoiser or self.denoiser
         t = torch.full((self.sample.shape[0],), self.timestep, dtype=torch.long, device=self.sample.device)
-        return model(self.sample, t, context)
+        return self._checked(model(self.sample, t, context), self.sample.shape[0])
 
     def predict_all(self, contexts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """One prediction per context: one concatenated batch or one pass each (``cfg_mode``)."""
@@ -128,12 +128,16 @@ class GuidanceStep:
             return [self.predict(c) for c in contexts]
         x = self.sample.repeat(len(contexts), *(1,) * (self.sample.dim() - 1))
         t = torch.full((rows,), self.timestep, dtype=torch.long, device=x.device)
-        out = self.denoiser(x, t, torch.cat(list(contexts)))
-        if not isinstance(out, torch.Tensor) or out.shape[0] != rows:
+        return list(self._checked(self.denoiser(x, t, torch.cat(list(contexts))), rows).split(b))
+
+    def _checked(self, out, rows: int) -> torch.Tensor:
+        """The denoiser's output, checked at the first step only: a wrong denoiser is reported
+        at once, not as a broadcast deep in the step, and later steps pay nothing."""
+        want = (rows, *self.sample.shape[1:])
+        if self.index == 0 and (not isinstance(out, torch.Tensor) or tuple(out.shape) != want):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"denoiser must return a tensor of shape {(rows, *self.sample.shape[1:])} "
-                             f"(x_t's shape), got {got}")
-        return list(out.split(b))
+            raise ValueError(f"denoiser must return a tensor of shape {want} (x_t's shape), got {got}")
+        return out
 
     def to_epsilon(self, prediction: torch.Tensor) -> torch.Tensor:
         """The ε a prediction of ``prediction_type`` implies:  x̂_0-form  ε = (x_t − √ᾱ_t x̂_0)/√(1 − ᾱ_t),

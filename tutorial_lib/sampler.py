@@ -44,7 +44,7 @@ knows only the denoiser, the schedule and its ``SamplerConfig``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -73,24 +73,17 @@ class SamplerConfig:
         use_clipped_model_output: recompute ε from the clipped x̂_0 (module docstring).
     """
 
-    timestep_spacing: str = "leading"
-    steps_offset: int = 0
+    timestep_spacing: str = field(default="leading", metadata={"choices": TIMESTEP_SPACINGS})
+    steps_offset: int = field(default=0, metadata={"low": 0})
     clip_sample: bool = False
-    clip_sample_range: float = 1.0
+    clip_sample_range: float = field(default=1.0, metadata={"low": 0.0})
     thresholding: bool = False
-    dynamic_thresholding_ratio: float = 0.995
-    sample_max_value: float = 1.0
+    dynamic_thresholding_ratio: float = field(default=0.995, metadata={"low": 0.0, "high": 1.0, "open_low": True})
+    sample_max_value: float = field(default=1.0, metadata={"low": 1.0})
     use_clipped_model_output: bool = True
 
     def __post_init__(self):
-        _checks.one_of("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
-        _checks.integer("steps_offset", self.steps_offset, low=0)
-        for name in ("clip_sample", "thresholding", "use_clipped_model_output"):
-            _checks.boolean(name, getattr(self, name))
-        _checks.real("clip_sample_range", self.clip_sample_range, low=0.0)
-        if not 0 < _checks.real("dynamic_thresholding_ratio", self.dynamic_thresholding_ratio, high=1.0):
-            raise ValueError(f"dynamic_thresholding_ratio must be in (0, 1], got {self.dynamic_thresholding_ratio}")
-        _checks.real("sample_max_value", self.sample_max_value, low=1.0)
+        _checks.fields(self)  # the types and the ranges declared above
 
 
 class DDIMStepOutput(NamedTuple):
@@ -123,15 +116,9 @@ class ConditionalDDIMSampler:
 
     def __init__(self, denoiser: Callable, schedule: NoiseSchedule, config: SamplerConfig | None = None,
                  prediction_type: str | None = None, cfg_mode: str = "auto"):
-        if not callable(denoiser):
-            raise TypeError(
-                f"denoiser must be callable (x_t, t, context) -> prediction, got {type(denoiser).__name__}"
-            )
-        if not isinstance(schedule, NoiseSchedule):
-            raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        config = SamplerConfig() if config is None else config
-        if not isinstance(config, SamplerConfig):
-            raise TypeError(f"config must be a SamplerConfig, got {type(config).__name__}")
+        _checks.function("denoiser", denoiser, "(x_t, t, context) -> prediction")
+        _checks.instance("schedule", schedule, NoiseSchedule, "a NoiseSchedule")
+        config = _checks.instance("config", SamplerConfig() if config is None else config, SamplerConfig, "a SamplerConfig")
         prediction_type = prediction_type or getattr(denoiser, "prediction_type", None) or "epsilon"
         _checks.one_of("prediction_type", prediction_type, PREDICTION_TYPES)
         _checks.one_of("cfg_mode", cfg_mode, CFG_MODES)
@@ -170,12 +157,8 @@ class ConditionalDDIMSampler:
         Returns:
             ``DDIMStepOutput(prev_sample, pred_original_sample, pred_epsilon)``.
         """
-        t, t_prev = int(timestep), int(prev_timestep)
-        T = self.schedule.num_train_timesteps
-        if not 0 <= t < T:
-            raise ValueError(f"timestep must be in [0, {T - 1}], got {t}")
-        if t_prev >= t:
-            raise ValueError(f"prev_timestep must be < timestep ({t}), got {t_prev}")
+        t = _checks.integer("timestep", int(timestep), low=0, high=self.schedule.num_train_timesteps - 1)
+        t_prev = _checks.integer("prev_timestep", int(prev_timestep), high=t - 1)
         eta = _checks.real("eta", eta, low=0.0)
         cfg = self.config
 
@@ -203,14 +186,11 @@ class ConditionalDDIMSampler:
 
     @staticmethod
     def _variance_noise(sample, generator, variance_noise) -> torch.Tensor:
-        if variance_noise is not None and generator is not None:
-            raise ValueError("pass either generator or variance_noise, not both")
         if variance_noise is None:
             return torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        if not isinstance(variance_noise, torch.Tensor) or variance_noise.shape != sample.shape:
-            got = getattr(variance_noise, "shape", type(variance_noise).__name__)
-            raise ValueError(f"variance_noise must have the sample's shape {tuple(sample.shape)}, got {got}")
-        return variance_noise
+        if generator is not None:
+            raise ValueError("pass either generator or variance_noise, not both")
+        return _checks.like("variance_noise", variance_noise, sample, "sample")
 
     # ================================================================ sampling
     @torch.no_grad()
@@ -255,18 +235,17 @@ class ConditionalDDIMSampler:
             ``(x_0, {"timesteps": (n,), "x_t": (n+1, *shape) from x_T to x_0,
             "pred_x0": (n, *shape)})``.
         """
-        conds, shape = self._check_conditions(prompt_embeds, negative_prompt_embeds, shape)
+        shape = _checks.sizes("shape", shape, min_dims=2)
+        context_dim = getattr(self.denoiser, "context_dim", None)
+        ref = _checks.conditions(prompt_embeds, negative_prompt_embeds, context_dim, batch_size=shape[0])[0]
         guider = ClassifierFreeGuidance(1.0) if guider is None else guider
-        if not isinstance(guider, Guider):
-            raise TypeError(f"guider must be a tutorial_lib.guiders.Guider, got {type(guider).__name__}")
+        _checks.instance("guider", guider, Guider, "a tutorial_lib.guiders.Guider")
         eta = _checks.real("eta", eta, low=0.0, high=1.0)
         timesteps = self.schedule.timesteps(num_inference_steps, self.config.timestep_spacing,
                                             self.config.steps_offset)
-        for name in ("return_intermediates", "progress"):
-            _checks.boolean(name, locals()[name])
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-        x = self._initial_latents(latents, shape, generator, conds[0])
+        _checks.boolean("progress", progress)
+        _checks.function("callback", callback, "(step_index, t, x_prev, pred_x0)", optional=True)
+        x = self._initial_latents(latents, shape, generator, ref)
 
         guider.reset()
         traj_x, traj_x0 = [x], []
@@ -276,8 +255,6 @@ class ConditionalDDIMSampler:
             step = GuidanceStep(x, t, i, len(steps), self.alpha_cumprod(t), prompt_embeds,
                                 negative_prompt_embeds, self.denoiser, self.cfg_mode, self.prediction_type)
             model_output = guider(step)  # the guided prediction
-            if i == 0:
-                self._check_output(model_output, shape)
             x, x0, _ = self.step(model_output, t, x, t_prev, eta=eta, generator=generator)
             if return_intermediates:
                 traj_x.append(x)
@@ -288,63 +265,9 @@ class ConditionalDDIMSampler:
             return x
         return x, {"timesteps": timesteps, "x_t": torch.stack(traj_x), "pred_x0": torch.stack(traj_x0)}
 
-    # ============================================================ validation
-    @staticmethod
-    def _check_output(out, shape) -> None:
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"denoiser must return a tensor of shape {shape} (x_t's shape), got {got}")
-
-    def _check_conditions(self, prompt_embeds, negative_prompt_embeds, shape):
-        """The K condition tensors (checked against each other and the denoiser) and the shape."""
-        if isinstance(prompt_embeds, torch.Tensor):
-            conds = [prompt_embeds]
-        elif isinstance(prompt_embeds, (list, tuple)) and len(prompt_embeds) > 0:
-            conds = list(prompt_embeds)
-        else:
-            raise TypeError("prompt_embeds must be a tensor (B, N, D) or a non-empty list of such tensors "
-                            f"(encode prompts first), got {type(prompt_embeds).__name__}")
-        named = [("prompt_embeds" if len(conds) == 1 else f"prompt_embeds[{k}]", c) for k, c in enumerate(conds)]
-        if negative_prompt_embeds is not None:
-            named.append(("negative_prompt_embeds", negative_prompt_embeds))
-        ref = conds[0]
-        context_dim = getattr(self.denoiser, "context_dim", None)
-        for name, c in named:
-            _checks.tensor(name, c)
-            for what, a, b in (("shape", tuple(c.shape), tuple(ref.shape)), ("dtype", c.dtype, ref.dtype),
-                               ("device", c.device, ref.device)):
-                if a != b:
-                    raise (TypeError if what == "dtype" else ValueError)(
-                        f"{name} must have the {what} of prompt_embeds ({b}), got {a}")
-            if c.is_floating_point():
-                _checks.tensor(name, c, floating=True)
-            if context_dim is not None and c.shape[-1] != context_dim:
-                raise ValueError(f"{name} must have last dimension context_dim={context_dim} (the denoiser's), "
-                                 f"got shape {tuple(c.shape)}")
-        shape = tuple(shape) if isinstance(shape, (tuple, list, torch.Size)) else shape
-        if not isinstance(shape, tuple) or len(shape) < 2 or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-            raise ValueError(f"shape must be a tuple of >= 2 positive ints (B, *sample_shape), got {shape!r}")
-        if ref.ndim < 1 or shape[0] != ref.shape[0]:
-            raise ValueError(f"shape[0] (batch size {shape[0]}) must equal prompt_embeds' batch size "
-                             f"{ref.shape[0] if ref.ndim else None}")
-        return conds, shape
-
     @staticmethod
     def _initial_latents(latents, shape, generator, ref: torch.Tensor) -> torch.Tensor:
-        device, dtype = ref.device, (ref.dtype if ref.is_floating_point() else torch.float32)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if generator is not None and generator.device.type != device.type:
-            raise ValueError(f"generator must be on the embeddings' device type {device.type!r}, "
-                             f"got {generator.device.type!r}")
-        if latents is None:
-            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        _checks.tensor("latents", latents)
-        if tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        if not latents.is_floating_point() or latents.dtype != dtype:
-            raise TypeError(f"latents must be floating point with the embeddings' dtype {dtype}, got {latents.dtype}")
-        if latents.device != device:
-            raise ValueError(f"latents must be on the embeddings' device {device}, got {latents.device}")
-        return latents
+        """x_T: ``latents`` if given, else drawn with ``generator`` (``ref``'s device; its dtype if float)."""
+        dtype = ref.dtype if ref.is_floating_point() else torch.float32
+        x_T = _checks.latents(latents, generator, shape, dtype, ref.device)
+        return torch.randn(shape, generator=generator, device=ref.device, dtype=dtype) if x_T is None else x_T
