@@ -131,7 +131,7 @@ def shape(name: str, value, expected: tuple, spelled: str = "") -> torch.Tensor:
     """
     tensor(name, value)
     got = tuple(value.shape)
-    if len(got) == len(expected) and all(e is None or g == e for g, e in zip(got, expected)):
+    if len(got) == len(expected) and all(e is None or g == e for g, e in zip(got, expected, strict=True)):
         return value
     want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
     batch = len(got) == len(expected) and expected[0] is not None and got[0] != expected[0]
@@ -199,3 +199,14 @@ def positive(name: str, value) -> int:
     if integer(name, value) <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return int(value)
+
+
+def token_ids(name: str, value, max_length: int | None = None) -> torch.Tensor:
+    """A ``(B, L)`` tensor of integer token ids, with ``1 ≤ L ≤ max_length`` when given."""
+    tensor(name, value)
+    that(not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool),
+         f"{name} must hold integer token ids, got dtype {value.dtype}", TypeError)
+    bound = "1 <= L" if max_length is None else f"1 <= L <= {max_length}"
+    that(value.ndim == 2 and 1 <= value.shape[1] <= (max_length or value.shape[1]),
+         f"{name} must have shape (B, L) with {bound}, got {tuple(value.shape)}")
+    return value

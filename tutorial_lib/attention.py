@@ -43,6 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
+
 __all__ = [
     "CrossAttention",
     "SelfAttention",
@@ -53,14 +55,6 @@ __all__ = [
 ]
 
 ATTENTION_PATHS = ("math", "sdpa")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
 
 
 class CrossAttention(nn.Module):
@@ -99,21 +93,13 @@ class CrossAttention(nn.Module):
         attention_path: str = "sdpa",
     ):
         super().__init__()
-        query_dim = _check_positive_int("query_dim", query_dim)
-        num_heads = _check_positive_int("num_heads", num_heads)
+        query_dim, num_heads = _checks.positive("query_dim", query_dim), _checks.positive("num_heads", num_heads)
         self.is_cross_attention = context_dim is not None
-        context_dim = query_dim if context_dim is None else context_dim
-        context_dim = _check_positive_int("context_dim", context_dim)
-        if head_dim is None:
-            if query_dim % num_heads != 0:
-                raise ValueError(
-                    f"num_heads={num_heads} must divide query_dim={query_dim} "
-                    "(or pass head_dim explicitly)"
-                )
-            head_dim = query_dim // num_heads
-        head_dim = _check_positive_int("head_dim", head_dim)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        context_dim = _checks.positive("context_dim", query_dim if context_dim is None else context_dim)
+        _checks.that(head_dim is not None or query_dim % num_heads == 0,
+                     f"num_heads={num_heads} must divide query_dim={query_dim} (or pass head_dim explicitly)")
+        head_dim = _checks.positive("head_dim", query_dim // num_heads if head_dim is None else head_dim)
+        _checks.that(0.0 <= _checks.real("dropout", dropout) < 1.0, f"dropout must be in [0, 1), got {dropout}")
 
         self.query_dim, self.context_dim = query_dim, context_dim
         self.num_heads, self.head_dim = num_heads, head_dim
@@ -139,8 +125,7 @@ class CrossAttention(nn.Module):
 
     @attention_path.setter
     def attention_path(self, value: str) -> None:
-        if value not in ATTENTION_PATHS:
-            raise ValueError(f"attention_path must be one of {ATTENTION_PATHS}, got {value!r}")
+        _checks.one_of("attention_path", value, ATTENTION_PATHS)
         self._attention_path = value
 
     # -- shapes ----------------------------------------------------------------
@@ -154,35 +139,16 @@ class CrossAttention(nn.Module):
         b, _, n, _ = t.shape
         return t.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
 
-    def _validate(self, x, context, key_padding_mask) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 3 or x.shape[-1] != self.query_dim:
-            raise ValueError(
-                f"x must have shape (B, N_img, query_dim={self.query_dim}), got {tuple(x.shape)}"
-            )
-        n_keys = x.shape[1]
-        if context is None:
-            if self.is_cross_attention:
-                raise ValueError(
-                    "context is required for cross-attention (this module was built with "
-                    f"context_dim={self.context_dim}); use SelfAttention for self-attention"
-                )
-        else:
-            if not isinstance(context, torch.Tensor):
-                raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
-            if context.ndim != 3 or context.shape[-1] != self.context_dim:
-                raise ValueError(
-                    f"context must have shape (B, N_txt, context_dim={self.context_dim}), "
-                    f"got {tuple(context.shape)}"
-                )
-            if context.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"context has batch size {context.shape[0]} but x has batch size {x.shape[0]}"
-                )
-            n_keys = context.shape[1]
+    def _check_inputs(self, x, context, key_padding_mask) -> None:
+        _checks.shape("x", x, (None, None, self.query_dim), f"(B, N_img, query_dim={self.query_dim})")
+        _checks.that(context is not None or not self.is_cross_attention, "context is required for "
+                     f"cross-attention (this module was built with context_dim={self.context_dim}); "
+                     "use SelfAttention for self-attention")
+        if context is not None:
+            _checks.shape("context", context, (x.shape[0], None, self.context_dim),
+                          f"(B, N_txt, context_dim={self.context_dim})")
         if key_padding_mask is not None:
-            _validate_key_padding_mask(key_padding_mask, x.shape[0], n_keys)
+            _check_key_padding_mask(key_padding_mask, x.shape[0], (x if context is None else context).shape[1])
 
     # -- the two paths -----------------------------------------------------------
     def attention_math(
@@ -218,6 +184,7 @@ class CrossAttention(nn.Module):
         context: torch.Tensor | None = None,
         key_padding_mask: torch.Tensor | None = None,
         return_attention: bool = False,
+        validate: bool = True,
     ):
         """Attend from ``x`` to ``context`` (or to ``x`` itself for self-attention).
 
@@ -229,12 +196,15 @@ class CrossAttention(nn.Module):
                 (the opposite of ``nn.MultiheadAttention``). Each row must keep at
                 least one key.
             return_attention: also return the probabilities (forces the math path).
+            validate: check the inputs' shapes (a ``ConditionedResBlock`` passes False: it has
+                checked them once for all its layers).
 
         Returns:
             ``(B, N_img, query_dim)`` (``x + out`` when ``residual``), and if
             ``return_attention`` the probabilities ``(B, heads, N_img, N_txt)``.
         """
-        self._validate(x, context, key_padding_mask)
+        if validate:
+            self._check_inputs(x, context, key_padding_mask)
         h = self.norm(x)
         kv_source = h if context is None else context.to(h.dtype)
         q = self._split_heads(self.to_q(h))  # (B, heads, N_img, d)
@@ -289,28 +259,17 @@ class SelfAttention(CrossAttention):
             residual=residual, norm=norm, attention_path=attention_path,
         )
 
-    def forward(self, x, key_padding_mask=None, return_attention=False):  # noqa: D102
-        return super().forward(x, None, key_padding_mask, return_attention)
+    def forward(self, x, key_padding_mask=None, return_attention=False, validate=True):  # noqa: D102
+        return super().forward(x, None, key_padding_mask, return_attention, validate)
 
 
-def _validate_key_padding_mask(mask, batch: int, n_keys: int) -> None:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"key_padding_mask must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(
-            "key_padding_mask must be a bool tensor (True = keep the key), got dtype "
-            f"{mask.dtype}; convert a 0/1 attention_mask with `mask.bool()`"
-        )
-    if tuple(mask.shape) != (batch, n_keys):
-        raise ValueError(
-            f"key_padding_mask must have shape (B, N_keys) = ({batch}, {n_keys}), "
-            f"got {tuple(mask.shape)}"
-        )
-    if not bool(mask.any(dim=-1).all()):
-        raise ValueError(
-            "key_padding_mask keeps no key in some row (all False): softmax would be NaN; "
-            "True means keep"
-        )
+def _check_key_padding_mask(mask, batch: int, n_keys: int) -> None:
+    _checks.that(_checks.tensor("key_padding_mask", mask).dtype == torch.bool, "key_padding_mask must be a "
+                 f"bool tensor (True = keep the key), got dtype {mask.dtype}; convert a 0/1 attention_mask "
+                 "with `mask.bool()`", TypeError)
+    _checks.shape("key_padding_mask", mask, (batch, n_keys), "(B, N_keys)")
+    _checks.that(bool(mask.any(dim=-1).all()), "key_padding_mask keeps no key in some row (all False): "
+                 "softmax would be NaN; True means keep")
 
 
 @contextlib.contextmanager
@@ -340,10 +299,8 @@ def capture_attention(
     Yields:
         The dict being filled, keyed by module name.
     """
-    if kind not in ("cross", "self", "all"):
-        raise ValueError(f"kind must be 'cross', 'self' or 'all', got {kind!r}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _checks.one_of("kind", kind, ("cross", "self", "all"))
+    _checks.instance("model", model, nn.Module, "an nn.Module")
     maps: dict[str, torch.Tensor | list[torch.Tensor]] = {}
     selected = [
         (name, m) for name, m in model.named_modules()
@@ -402,13 +359,10 @@ def cell_attention_shares(token_maps: torch.Tensor, grid: int = 2) -> torch.Tens
         ``(..., grid * grid)``, cells row-major (as ``scenes.CELLS``: top left, top right, bottom
         left, bottom right); each row sums to 1.
     """
-    if not isinstance(token_maps, torch.Tensor) or token_maps.ndim < 2:
-        got = tuple(token_maps.shape) if isinstance(token_maps, torch.Tensor) else type(token_maps).__name__
-        raise ValueError(f"token_maps must be a tensor (..., h, w), got {got}")
-    grid = _check_positive_int("grid", grid)
-    h, w = token_maps.shape[-2:]
-    if h % grid or w % grid:
-        raise ValueError(f"grid={grid} must divide the map's sides, got a {h}x{w} map")
+    _checks.that(_checks.tensor("token_maps", token_maps).ndim >= 2,
+                 f"token_maps must be a tensor (..., h, w), got shape {tuple(token_maps.shape)}")
+    grid, (h, w) = _checks.positive("grid", grid), token_maps.shape[-2:]
+    _checks.that(h % grid == 0 and w % grid == 0, f"grid={grid} must divide the map's sides, got a {h}x{w} map")
     lead = token_maps.shape[:-2]
     # (..., grid, h/grid, grid, w/grid): summing the two within-cell axes leaves one total per cell
     per_cell = token_maps.reshape(*lead, grid, h // grid, grid, w // grid).sum((-3, -1)).flatten(-2)

@@ -24,35 +24,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import CrossAttention, SelfAttention
+from . import _checks
+from .attention import CrossAttention, SelfAttention, _check_key_padding_mask
 from .conditioning import AdaptiveGroupNorm
 
 __all__ = ["ResBlock", "FeedForward", "ConditionedResBlock", "Downsample", "Upsample"]
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _check_feature_map(x, channels: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"x must have shape (B, {channels}, H, W), got {tuple(x.shape)}")
-
-
-def _check_time_emb(time_emb, batch: int, time_dim: int) -> None:
-    if not isinstance(time_emb, torch.Tensor):
-        raise TypeError(f"time_emb must be a torch.Tensor, got {type(time_emb).__name__}")
-    if tuple(time_emb.shape) != (batch, time_dim):
-        raise ValueError(
-            f"time_emb must have shape (B, time_dim) = ({batch}, {time_dim}), "
-            f"got {tuple(time_emb.shape)}"
-        )
 
 
 class ResBlock(nn.Module):
@@ -69,18 +45,17 @@ class ResBlock(nn.Module):
     :math:`\mathrm{GN}(h + W\,\mathrm{SiLU}(\tau))`, a per-channel bias.
 
     Shapes: ``x`` ``(B, in_ch, H, W)``, ``time_emb`` ``(B, time_dim)`` ->
-    ``(B, out_ch, H, W)``.
+    ``(B, out_ch, H, W)``. ``forward`` does not check them: its owner, a
+    :class:`ConditionedResBlock`, has.
     """
 
     def __init__(
         self, in_ch: int, out_ch: int, time_dim: int, dropout: float = 0.0, num_groups: int = 8
     ):
         super().__init__()
-        self.in_ch = _check_positive_int("in_ch", in_ch)
-        self.out_ch = _check_positive_int("out_ch", out_ch)
-        self.time_dim = _check_positive_int("time_dim", time_dim)
-        if in_ch % num_groups != 0:
-            raise ValueError(f"num_groups={num_groups} must divide in_ch={in_ch}")
+        self.in_ch, self.out_ch = _checks.positive("in_ch", in_ch), _checks.positive("out_ch", out_ch)
+        self.time_dim = _checks.positive("time_dim", time_dim)
+        _checks.that(in_ch % num_groups == 0, f"num_groups={num_groups} must divide in_ch={in_ch}")
         self.norm1 = nn.GroupNorm(num_groups, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.norm2 = AdaptiveGroupNorm(out_ch, time_dim, num_groups)  # time -> scale, shift
@@ -89,10 +64,8 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
-        _check_feature_map(x, self.in_ch)
-        _check_time_emb(time_emb, x.shape[0], self.time_dim)
         h = self.conv1(F.silu(self.norm1(x)))
-        h = F.silu(self.norm2(h, F.silu(time_emb)))
+        h = F.silu(self.norm2(h, F.silu(time_emb), validate=False))
         h = self.conv2(self.dropout(h))
         return self.skip(x) + h
 
@@ -108,8 +81,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
         super().__init__()
-        self.dim = _check_positive_int("dim", dim)
-        hidden = _check_positive_int("mult", mult) * dim
+        self.dim = _checks.positive("dim", dim)
+        hidden = _checks.positive("mult", mult) * dim
         self.norm = nn.LayerNorm(dim)
         self.net = nn.Sequential(
             nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
@@ -146,7 +119,8 @@ class ConditionedResBlock(nn.Module):
         ff_mult: hidden width multiplier of the feed-forward.
 
     ``forward(x (B, in_ch, H, W), time_emb (B, time_dim), context (B, N, context_dim),
-    key_padding_mask (B, N) bool True=keep or None) -> (B, out_ch, H, W)``.
+    key_padding_mask (B, N) bool True=keep or None) -> (B, out_ch, H, W)`` checks its inputs
+    once for all its layers, unless ``validate=False`` (the U-Net, which has checked them).
     """
 
     def __init__(
@@ -164,7 +138,7 @@ class ConditionedResBlock(nn.Module):
     ):
         super().__init__()
         self.in_ch, self.out_ch = in_ch, out_ch
-        self.context_dim = _check_positive_int("context_dim", context_dim)
+        self.context_dim = _checks.positive("context_dim", context_dim)
         self.use_attention = bool(use_attention)
         self.resblock = ResBlock(in_ch, out_ch, time_dim, dropout, num_groups)
         if self.use_attention:
@@ -178,28 +152,27 @@ class ConditionedResBlock(nn.Module):
         time_emb: torch.Tensor,
         context: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
+        validate: bool = True,
     ) -> torch.Tensor:
-        _check_feature_map(x, self.in_ch)
-        if not isinstance(context, torch.Tensor):
-            raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
-        if context.ndim != 3 or context.shape[-1] != self.context_dim:
-            raise ValueError(
-                f"context must have shape (B, N, context_dim={self.context_dim}), "
-                f"got {tuple(context.shape)}"
-            )
-        if context.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"context has batch size {context.shape[0]} but x has batch size {x.shape[0]}"
-            )
+        if validate:
+            self._check_inputs(x, time_emb, context, key_padding_mask)
         h = self.resblock(x, time_emb)  # (B, out_ch, H, W)
         if not self.use_attention:
             return h
         b, c, height, width = h.shape  # c == out_ch, not in_ch (the classic bug)
         tokens = h.flatten(2).transpose(1, 2)  # (B, H*W, out_ch)
-        tokens = self.self_attn(tokens)
-        tokens = self.cross_attn(tokens, context, key_padding_mask)
+        tokens = self.self_attn(tokens, validate=False)  # checked above, once for every layer
+        tokens = self.cross_attn(tokens, context, key_padding_mask, validate=False)
         tokens = self.ff(tokens)
         return tokens.transpose(1, 2).reshape(b, c, height, width)
+
+    def _check_inputs(self, x, time_emb, context, key_padding_mask) -> None:
+        _checks.shape("x", x, (None, self.in_ch, None, None), f"(B, in_ch={self.in_ch}, H, W)")
+        _checks.shape("time_emb", time_emb, (x.shape[0], self.resblock.time_dim), "(B, time_dim)")
+        _checks.shape("context", context, (x.shape[0], None, self.context_dim),
+                      f"(B, N, context_dim={self.context_dim})")
+        if key_padding_mask is not None:
+            _check_key_padding_mask(key_padding_mask, x.shape[0], context.shape[1])
 
     def extra_repr(self) -> str:
         return f"in_ch={self.in_ch}, out_ch={self.out_ch}, use_attention={self.use_attention}"

@@ -21,6 +21,8 @@ import math
 import torch
 import torch.nn as nn
 
+from . import _checks
+
 __all__ = [
     "timestep_embedding",
     "SinusoidalTimeEmbedding",
@@ -28,20 +30,6 @@ __all__ = [
     "ConcatConditioning",
     "AdaptiveGroupNorm",
 ]
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _check_tensor(name: str, value) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return value
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -66,10 +54,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     Returns:
         A float32 tensor of shape ``(B, dim)`` on ``t``'s device.
     """
-    t = _check_tensor("t", t)
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
-    dim = _check_positive_int("dim", dim)
+    _checks.shape("t", t, (None,), "(B,)")
+    dim = _checks.positive("dim", dim)
     half = dim // 2
     exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
     freqs = torch.exp(exponent / half)  # (half,)
@@ -90,9 +76,8 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     def __init__(self, dim: int, max_period: float = 10000.0):
         super().__init__()
-        self.dim = _check_positive_int("dim", dim)
-        if not max_period > 1:
-            raise ValueError(f"max_period must be > 1, got {max_period}")
+        self.dim = _checks.positive("dim", dim)
+        _checks.that(_checks.real("max_period", max_period) > 1, f"max_period must be > 1, got {max_period}")
         self.max_period = float(max_period)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -119,7 +104,7 @@ class TimestepMLP(nn.Module):
         super().__init__()
         self.sinusoidal = SinusoidalTimeEmbedding(freq_dim, max_period)
         self.mlp = nn.Sequential(
-            nn.Linear(freq_dim, _check_positive_int("out_dim", out_dim)),
+            nn.Linear(freq_dim, _checks.positive("out_dim", out_dim)),
             nn.SiLU(),
             nn.Linear(out_dim, out_dim),
         )
@@ -145,25 +130,15 @@ class ConcatConditioning(nn.Module):
 
     def __init__(self, cond_dim: int):
         super().__init__()
-        self.cond_dim = _check_positive_int("cond_dim", cond_dim)
+        self.cond_dim = _checks.positive("cond_dim", cond_dim)
 
     def out_channels(self, in_channels: int) -> int:
         """The channel count after concatenation: ``in_channels + cond_dim``."""
-        return _check_positive_int("in_channels", in_channels) + self.cond_dim
+        return _checks.positive("in_channels", in_channels) + self.cond_dim
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        x = _check_tensor("x", x)
-        cond = _check_tensor("cond", cond)
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
-        if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
-            raise ValueError(
-                f"cond must have shape (B, cond_dim={self.cond_dim}), got {tuple(cond.shape)}"
-            )
-        if cond.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"cond has batch size {cond.shape[0]} but x has batch size {x.shape[0]}"
-            )
+        _checks.shape("x", x, (None,) * 4, "(B, C, H, W)")
+        _checks.shape("cond", cond, (x.shape[0], self.cond_dim), "(B, cond_dim)")
         b, _, h, w = x.shape
         cond_map = cond[:, :, None, None].expand(b, self.cond_dim, h, w)  # (B, D, H, W)
         return torch.cat([x, cond_map.to(x.dtype)], dim=1)
@@ -201,13 +176,9 @@ class AdaptiveGroupNorm(nn.Module):
 
     def __init__(self, num_channels: int, cond_dim: int, num_groups: int = 8, eps: float = 1e-5):
         super().__init__()
-        num_channels = _check_positive_int("num_channels", num_channels)
-        cond_dim = _check_positive_int("cond_dim", cond_dim)
-        num_groups = _check_positive_int("num_groups", num_groups)
-        if num_channels % num_groups != 0:
-            raise ValueError(
-                f"num_groups={num_groups} must divide num_channels={num_channels}"
-            )
+        num_channels, cond_dim = _checks.positive("num_channels", num_channels), _checks.positive("cond_dim", cond_dim)
+        _checks.that(num_channels % _checks.positive("num_groups", num_groups) == 0,
+                     f"num_groups={num_groups} must divide num_channels={num_channels}")
         self.num_channels, self.cond_dim = num_channels, cond_dim
         self.norm = nn.GroupNorm(num_groups, num_channels, eps=eps, affine=False)
         self.proj = nn.Linear(cond_dim, 2 * num_channels)
@@ -219,22 +190,11 @@ class AdaptiveGroupNorm(nn.Module):
         scale, shift = self.proj(cond).chunk(2, dim=-1)
         return scale, shift
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = _check_tensor("h", h)
-        cond = _check_tensor("cond", cond)
-        if h.ndim < 3 or h.shape[1] != self.num_channels:
-            raise ValueError(
-                f"h must have shape (B, num_channels={self.num_channels}, H, W), "
-                f"got {tuple(h.shape)}"
-            )
-        if cond.ndim != 2 or cond.shape[1] != self.cond_dim:
-            raise ValueError(
-                f"cond must have shape (B, cond_dim={self.cond_dim}), got {tuple(cond.shape)}"
-            )
-        if cond.shape[0] != h.shape[0]:
-            raise ValueError(
-                f"cond has batch size {cond.shape[0]} but h has batch size {h.shape[0]}"
-            )
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, validate: bool = True) -> torch.Tensor:
+        if validate:  # a ResBlock passes False: its ConditionedResBlock has checked the inputs
+            _checks.that(_checks.tensor("h", h).ndim >= 3 and h.shape[1] == self.num_channels,
+                         f"h must have shape (B, num_channels={self.num_channels}, H, W), got {tuple(h.shape)}")
+            _checks.shape("cond", cond, (h.shape[0], self.cond_dim), "(B, cond_dim)")
         scale, shift = self.scale_shift(cond)
         extra = (1,) * (h.ndim - 2)  # broadcast (B, C) over the spatial dims
         scale = scale.reshape(*scale.shape, *extra)

@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import CrossAttention, SelfAttention, _validate_key_padding_mask
+from . import _checks
+from .attention import CrossAttention, SelfAttention, _check_key_padding_mask
 from .blocks import ConditionedResBlock, Downsample, FeedForward, ResBlock, Upsample
 from .conditioning import TimestepMLP
 
@@ -86,38 +87,21 @@ class UNetConfig:
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
-        for name in ("in_channels", "out_channels", "sample_size", "base_channels",
-                     "num_res_blocks", "context_dim", "num_heads", "time_embed_dim",
-                     "norm_groups"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not self.channel_mults or any(
-            isinstance(m, bool) or not isinstance(m, int) or m <= 0 for m in self.channel_mults
-        ):
-            raise ValueError(
-                f"channel_mults must be a non-empty tuple of positive ints, got {self.channel_mults}"
-            )
-        if len(self.attention_levels) != len(self.channel_mults):
-            raise ValueError(
-                f"attention_levels needs one flag per level ({len(self.channel_mults)}), "
-                f"got {len(self.attention_levels)}"
-            )
+        ints = ("in_channels", "out_channels", "sample_size", "base_channels", "num_res_blocks",
+                "context_dim", "num_heads", "time_embed_dim", "norm_groups")
+        mults = [(f"channel_mults[{i}]", m) for i, m in enumerate(self.channel_mults)]
+        for name, value in [(n, getattr(self, n)) for n in ints] + mults:
+            _checks.that(type(value) is int and value > 0, f"{name} must be a positive int, got {value!r}")
+        _checks.that(len(self.channel_mults) > 0, "channel_mults must be a non-empty tuple of positive ints")
+        _checks.that(len(self.attention_levels) == len(self.channel_mults), "attention_levels needs one flag "
+                     f"per level ({len(self.channel_mults)}), got {len(self.attention_levels)}")
         for ch in self.level_channels:
-            if ch % self.norm_groups != 0:
-                raise ValueError(f"norm_groups={self.norm_groups} must divide channels {ch}")
-            if ch % self.num_heads != 0:
-                raise ValueError(f"num_heads={self.num_heads} must divide channels {ch}")
-        if self.sample_size % self.downsample_factor != 0:
-            raise ValueError(
-                f"sample_size={self.sample_size} must be divisible by {self.downsample_factor}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
-            )
+            _checks.that(ch % self.norm_groups == 0, f"norm_groups={self.norm_groups} must divide channels {ch}")
+            _checks.that(ch % self.num_heads == 0, f"num_heads={self.num_heads} must divide channels {ch}")
+        _checks.that(self.sample_size % self.downsample_factor == 0,
+                     f"sample_size={self.sample_size} must be divisible by {self.downsample_factor}")
+        _checks.that(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        _checks.one_of("prediction_type", self.prediction_type, PREDICTION_TYPES)
 
     @property
     def level_channels(self) -> tuple[int, ...]:
@@ -137,12 +121,9 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> UNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        if not isinstance(d, Mapping):
-            raise TypeError(f"d must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown UNetConfig keys: {unknown}")
+        unknown = sorted(set(_checks.instance("d", d, Mapping, "a mapping")) - {
+            f.name for f in dataclasses.fields(cls)})
+        _checks.that(not unknown, f"unknown UNetConfig keys: {unknown}")
         return cls(**dict(d))
 
     def to_json(self) -> str:
@@ -164,11 +145,8 @@ class ConditionalUNet(nn.Module):
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
-        if config is None:
-            config = UNetConfig()
-        if not isinstance(config, UNetConfig):
-            raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = config = _checks.instance("config", UNetConfig() if config is None else config, UNetConfig,
+                                                "a UNetConfig")
         self.context_dim = config.context_dim
         self.prediction_type = config.prediction_type
         self.sample_size = config.sample_size
@@ -221,45 +199,23 @@ class ConditionalUNet(nn.Module):
 
     # -- validation ----------------------------------------------------------
     def _prepare_inputs(self, x_t, t, context, key_padding_mask) -> torch.Tensor:
-        """Check every input and return ``t`` as a ``(B,)`` tensor on ``x_t``'s device."""
-        if not isinstance(x_t, torch.Tensor):
-            raise TypeError(f"x_t must be a torch.Tensor, got {type(x_t).__name__}")
-        if not x_t.is_floating_point():
-            raise TypeError(f"x_t must be a floating-point tensor, got dtype {x_t.dtype}")
-        f = self.config.downsample_factor
-        if x_t.ndim != 4 or x_t.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x_t must have shape (B, {self.in_channels}, H, W), got {tuple(x_t.shape)}"
-            )
-        if x_t.shape[2] % f or x_t.shape[3] % f:
-            raise ValueError(
-                f"x_t's height and width must be divisible by {f} (2**(levels-1)), "
-                f"got {tuple(x_t.shape[2:])}"
-            )
-        batch = x_t.shape[0]
+        """Check every input, once for all the blocks; return ``t`` as ``(B,)`` on ``x_t``'s device."""
+        _checks.shape("x_t", x_t, (None, self.in_channels, None, None), f"(B, {self.in_channels}, H, W)")
+        _checks.that(x_t.is_floating_point(), f"x_t must be a floating-point tensor, got dtype {x_t.dtype}",
+                     TypeError)
+        f, batch = self.config.downsample_factor, x_t.shape[0]
+        _checks.that(x_t.shape[2] % f == 0 and x_t.shape[3] % f == 0, f"x_t's height and width must be "
+                     f"divisible by {f} (2**(levels-1)), got {tuple(x_t.shape[2:])}")
         if isinstance(t, (int, float)) and not isinstance(t, bool):
             t = torch.tensor(t, device=x_t.device)
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"t must be a tensor or a number, got {type(t).__name__}")
-        if t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"t must be an integer or float tensor, got dtype {t.dtype}")
-        if t.ndim == 0:
-            t = t.expand(batch)  # a scalar t means the same timestep for every sample
-        if t.ndim != 1 or t.shape[0] != batch:
-            raise ValueError(f"t must have shape (B,) = ({batch},) or be a scalar, got {tuple(t.shape)}")
-        if not isinstance(context, torch.Tensor):
-            raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
-        if context.ndim != 3 or context.shape[-1] != self.context_dim:
-            raise ValueError(
-                f"context must have shape (B, N, context_dim={self.context_dim}), "
-                f"got {tuple(context.shape)}"
-            )
-        if context.shape[0] != batch:
-            raise ValueError(
-                f"context has batch size {context.shape[0]} but x_t has batch size {batch}"
-            )
+        _checks.instance("t", t, torch.Tensor, "a tensor or a number")
+        _checks.that(t.dtype != torch.bool and not t.is_complex(),
+                     f"t must be an integer or float tensor, got dtype {t.dtype}", TypeError)
+        t = t.expand(batch) if t.ndim == 0 else t  # a scalar t: the same timestep for every sample
+        _checks.that(t.shape == (batch,), f"t must have shape (B,) = ({batch},) or be a scalar, got {tuple(t.shape)}")
+        _checks.shape("context", context, (batch, None, self.context_dim), f"(B, N, context_dim={self.context_dim})")
         if key_padding_mask is not None:
-            _validate_key_padding_mask(key_padding_mask, batch, context.shape[1])
+            _check_key_padding_mask(key_padding_mask, batch, context.shape[1])
         return t.to(x_t.device)
 
     # -- forward -------------------------------------------------------------
@@ -291,15 +247,15 @@ class ConditionalUNet(nn.Module):
         skips = []
         for blocks, down in zip(self.down_blocks, self.downsamplers, strict=True):
             for blk in blocks:
-                h = blk(h, temb, context, key_padding_mask)
+                h = blk(h, temb, context, key_padding_mask, validate=False)  # checked above
                 skips.append(h)
             h = down(h)
 
-        h = self.mid(h, temb, context, key_padding_mask)
+        h = self.mid(h, temb, context, key_padding_mask, validate=False)
 
         for blocks, up in zip(self.up_blocks, self.upsamplers, strict=True):
             for blk in blocks:
-                h = blk(torch.cat([h, skips.pop()], dim=1), temb, context, key_padding_mask)
+                h = blk(torch.cat([h, skips.pop()], dim=1), temb, context, key_padding_mask, validate=False)
             h = up(h)
 
         return self.conv_out(F.silu(self.norm_out(h)))
@@ -331,8 +287,7 @@ def parameter_breakdown(model: nn.Module) -> dict[str, int]:
     ``"feed-forward"``, ``"down/upsampling"`` and ``"other"`` (only if anything
     is left). The values sum to ``sum(p.numel() for p in model.parameters())``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _checks.instance("model", model, nn.Module, "an nn.Module")
     owners = {name: _category_of(m) for name, m in model.named_modules()}
     counts = {name: 0 for name, _ in _CATEGORIES}
     counts = {"time embedding": 0, "conv in/out": 0, **counts}
