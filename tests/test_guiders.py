@@ -67,6 +67,39 @@ def test_apg_without_its_options_is_cfg():
     assert (apg.combine(cond, uncond) - G.ClassifierFreeGuidance(5.0).combine(cond, uncond)).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_apg_in_x0_space_splits_the_denoised_predictions(ptype):
+    """space="x0" (the paper's Alg. 1 on D(x_t)): the same update applied to x̂_0,c and x̂_0,u by
+    hand, mapped back to the model's prediction type; and it differs from the ε-space split."""
+    schedule, t = NoiseSchedule(), 600
+    x, pc, pu = (torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(s)) for s in (5, 6, 7))
+    c, neg = _contexts(b=2, k=2)
+    step = G.GuidanceStep(x, t, 0, 10, schedule.alphas_cumprod[t], c, neg,
+                          lambda x_t, tt, ctx: pc if ctx is c else pu, "two_pass", ptype)
+    apg = G.AdaptiveProjectedGuidance(7.0, eta=0.0, norm_threshold=0.0, space="x0")
+    x0c, x0u = (schedule.predict_x0(p, x, t, ptype) for p in (pc, pu))
+    diff = (x0c - x0u).double()
+    unit = torch.nn.functional.normalize(x0c.double().flatten(1), dim=1).view_as(diff)
+    orthogonal = diff - (diff * unit).sum(dim=(1, 2, 3), keepdim=True) * unit
+    x0_guided = x0u + 7.0 * orthogonal.float()
+    out = apg(step)
+    torch.testing.assert_close(schedule.predict_x0(out, x, t, ptype), x0_guided, rtol=0, atol=1e-4)
+    in_prediction_space = G.AdaptiveProjectedGuidance(7.0, eta=0.0, norm_threshold=0.0)(step)
+    if ptype == "sample":  # an x̂_0-predicting model's output already is x̂_0: the same split
+        torch.testing.assert_close(out, in_prediction_space, rtol=0, atol=1e-4)
+    else:
+        assert (out - in_prediction_space).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("ptype", PREDICTION_TYPES)
+def test_to_x0_and_from_x0_are_inverse(ptype):
+    schedule, t = NoiseSchedule(), 300
+    x, pred = _preds(2, seed=4, shape=(2, 3, 4, 4))
+    step = G.GuidanceStep(x, t, 0, 10, schedule.alphas_cumprod[t], None, None, None, prediction_type=ptype)
+    torch.testing.assert_close(step.to_x0(pred), schedule.predict_x0(pred, x, t, ptype), rtol=0, atol=1e-5)
+    torch.testing.assert_close(step.from_x0(step.to_x0(pred)), pred, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("step", [0, 1, 3])
 def test_cfg_zero_star_equals_diffusers(step):
     cond, uncond = _preds(2, seed=step)

@@ -149,6 +149,16 @@ class GuidanceStep:
             return a.sqrt() * prediction + (1 - a).sqrt() * x
         return (x - a.sqrt() * prediction) / (1 - a).sqrt()
 
+    def to_x0(self, prediction: torch.Tensor) -> torch.Tensor:
+        """The denoised image a prediction implies, x̂_0 = (x_t − √(1 − ᾱ_t) ε)/√ᾱ_t."""
+        a = self.alpha_cumprod.to(prediction)
+        return (self.sample - (1 - a).sqrt() * self.to_epsilon(prediction)) / a.sqrt()
+
+    def from_x0(self, x0: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_x0`: the prediction whose x̂_0 is ``x0``."""
+        a = self.alpha_cumprod.to(x0)
+        return self.from_epsilon((self.sample - a.sqrt() * x0) / (1 - a).sqrt())
+
     def from_epsilon(self, eps: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`to_epsilon`."""
         a, x = self.alpha_cumprod.to(eps), self.sample
@@ -343,22 +353,32 @@ class AdaptiveProjectedGuidance(Guider):
     With ``eta=1``, no threshold and no momentum it is CFG. Equal to diffusers'
     ``AdaptiveProjectedGuidance`` (tested; the projection is computed in float64, as there).
 
+    Which predictions are split. The paper applies the update to the *denoised* predictions
+    D(x_t) = x̂_0 (``space="x0"``: ε_c, ε_u → x̂_0,c, x̂_0,u, the update, back to the model's
+    prediction type); diffusers applies it to whatever the model outputs (``space="prediction"``,
+    the default here too, for parity) — ε for this course's U-Net and for SD. The two differ:
+    the parallel direction is ε̂_c in one and x̂_0,c/‖x̂_0,c‖ in the other. Notebook 09 measures both.
+
     Args:
         guidance_scale: γ.
         eta: η, the weight kept on the parallel component (0 removes it).
         norm_threshold: r > 0 caps ‖Δ‖ (diffusers' ``adaptive_projected_guidance_rescale``); 0 turns it off.
         momentum: β (diffusers' ``adaptive_projected_guidance_momentum``) or None.
         guidance_rescale: φ of Lin et al., applied afterwards as in diffusers.
+        space: "prediction" (diffusers) or "x0" (the paper's denoised predictions).
     """
 
+    SPACES = ("prediction", "x0")
+
     def __init__(self, guidance_scale: float = 7.5, eta: float = 1.0, norm_threshold: float = 15.0,
-                 momentum: float | None = None, guidance_rescale: float = 0.0):
+                 momentum: float | None = None, guidance_rescale: float = 0.0, space: str = "prediction"):
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.eta = _real("eta", eta)
         self.norm_threshold = _real("norm_threshold", norm_threshold, 0.0)
         self.momentum = None if momentum is None else _real("momentum", momentum)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
-        self._running = None
+        _checks.one_of("space", space, self.SPACES)
+        self.space, self._running = space, None
 
     def reset(self) -> None:
         self._running = None
@@ -383,7 +403,10 @@ class AdaptiveProjectedGuidance(Guider):
         return pred
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
-        return self.combine(*_cond_uncond(step))
+        cond, uncond = _cond_uncond(step)
+        if self.space == "x0":
+            return step.from_x0(self.combine(step.to_x0(cond), step.to_x0(uncond)))
+        return self.combine(cond, uncond)
 
 
 class ClassifierFreeZeroStarGuidance(Guider):
