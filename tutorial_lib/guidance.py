@@ -39,28 +39,20 @@ _check_real = _checks.real  # the shared check (tutorial_lib._checks)
 
 
 def _check_tensor(name: str, x, *, min_ndim: int = 1) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dims (B, ...), got shape {tuple(x.shape)}"
-        )
+    """A floating-point tensor of at least ``min_ndim`` dims ``(B, ...)``."""
+    _checks.that(_checks.tensor(name, x).is_floating_point(),
+                 f"{name} must be a floating-point tensor, got dtype {x.dtype}", TypeError)
+    _checks.that(x.ndim >= min_ndim,
+                 f"{name} must have at least {min_ndim} dims (B, ...), got shape {tuple(x.shape)}")
     return x
 
 
 def _check_same(ref_name: str, ref: torch.Tensor, name: str, x) -> torch.Tensor:
-    """``x`` must be a tensor with exactly ``ref``'s shape, dtype and device."""
-    _check_tensor(name, x)
-    if x.shape != ref.shape:
-        raise ValueError(
-            f"{name} must have {ref_name}'s shape {tuple(ref.shape)}, got {tuple(x.shape)}"
-        )
-    if x.dtype != ref.dtype:
-        raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {x.dtype}")
-    if x.device != ref.device:
-        raise ValueError(f"{name} must be on {ref_name}'s device {ref.device}, got {x.device}")
+    """``x`` must be a tensor with exactly ``ref``'s shape, dtype and device (nothing broadcasts)."""
+    for what, got, want in (("shape", tuple(_check_tensor(name, x).shape), tuple(ref.shape)),
+                            ("dtype", x.dtype, ref.dtype), ("device", x.device, ref.device)):
+        _checks.that(got == want, f"{name} must have {ref_name}'s {what} {want}, got {got}",
+                     TypeError if what == "dtype" else ValueError)
     return x
 
 
@@ -135,24 +127,17 @@ def combine_weighted_prompts(
         eps_conds = (
             list(eps_conds.unbind(0)) if eps_conds.ndim == eps_uncond.ndim + 1 else [eps_conds]
         )
-    if not isinstance(eps_conds, Sequence) or len(eps_conds) == 0:
-        raise ValueError(
-            "eps_conds must be a non-empty sequence of tensors (or a (K, B, ...) tensor)"
-        )
+    _checks.that(isinstance(eps_conds, Sequence) and len(eps_conds) > 0,
+                 "eps_conds must be a non-empty sequence of tensors (or a (K, B, ...) tensor)")
     for k, eps_k in enumerate(eps_conds):
         _check_same("eps_uncond", eps_uncond, f"eps_conds[{k}]", eps_k)
     if isinstance(weights, torch.Tensor):
-        if weights.ndim != 1:
-            raise ValueError(
-                f"weights must be a 1-D tensor of K values, got shape {tuple(weights.shape)}"
-            )
+        _checks.shape("weights", weights, (None,), "(K,)")
         weights = weights.tolist()
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
-        raise TypeError(f"weights must be a sequence of K numbers, got {type(weights).__name__}")
-    if len(weights) != len(eps_conds):
-        raise ValueError(
-            f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}"
-        )
+    _checks.that(isinstance(weights, Sequence) and not isinstance(weights, (str, bytes)),
+                 f"weights must be a sequence of K numbers, got {type(weights).__name__}", TypeError)
+    _checks.that(len(weights) == len(eps_conds),
+                 f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}")
     weights = [_check_real(f"weights[{k}]", w) for k, w in enumerate(weights)]
     gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
 
@@ -217,8 +202,7 @@ def dynamic_threshold(
     """
     _check_tensor("x0", x0, min_ndim=2)
     ratio = _check_real("ratio", ratio, low=0.0, high=1.0)
-    if ratio == 0.0:
-        raise ValueError("ratio must be in (0, 1], got 0.0")
+    _checks.that(ratio > 0.0, "ratio must be in (0, 1], got 0.0")
     max_value = _check_real("max_value", max_value, low=1.0)
     dtype = x0.dtype
     flat = x0.reshape(x0.shape[0], -1)
@@ -257,9 +241,8 @@ def log_prob_grad(
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         log_p = log_prob_fn(x, t)
-        if not isinstance(log_p, torch.Tensor) or log_p.shape != (x_t.shape[0],):
-            got = tuple(log_p.shape) if isinstance(log_p, torch.Tensor) else type(log_p).__name__
-            raise ValueError(f"log_prob_fn must return a ({x_t.shape[0]},) tensor, got {got}")
+        _checks.that(isinstance(log_p, torch.Tensor) and log_p.shape == (x_t.shape[0],),
+                     f"log_prob_fn must return a ({x_t.shape[0]},) tensor, got {tuple(getattr(log_p, 'shape', ())) or type(log_p).__name__}")
         (grad,) = torch.autograd.grad(log_p.sum(), x)
     return grad.detach()
 
@@ -287,22 +270,17 @@ def classifier_log_prob_grad(
     """
     _check_tensor("x_t", x_t)
     B = x_t.shape[0]
-    if (
-        not isinstance(labels, torch.Tensor)
-        or labels.is_floating_point()
-        or labels.dtype == torch.bool
-    ):
-        raise TypeError("labels must be an integer tensor of class indices, shape (B,)")
-    if labels.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},), got {tuple(labels.shape)}")
+    _checks.that(isinstance(labels, torch.Tensor) and not labels.is_floating_point()
+                 and labels.dtype != torch.bool, "labels must be an integer tensor of class indices, shape (B,)",
+                 TypeError)
+    _checks.shape("labels", labels, (B,))
 
     def log_prob(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         logits = classifier(x, tt)
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != B:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"classifier must return logits of shape ({B}, K), got {got}")
-        if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
-            raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}]")
+        _checks.that(isinstance(logits, torch.Tensor) and logits.ndim == 2 and logits.shape[0] == B,
+                     f"classifier must return logits of shape ({B}, K), got {tuple(getattr(logits, 'shape', ())) or type(logits).__name__}")
+        _checks.that(0 <= int(labels.min()) and int(labels.max()) < logits.shape[1],
+                     f"labels must lie in [0, {logits.shape[1] - 1}]")
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs.gather(1, labels.to(logits.device).long().unsqueeze(1)).squeeze(1)
 
@@ -336,29 +314,22 @@ def classifier_guided_eps(
     s = _check_real("scale", scale, low=0.0)
     if isinstance(alpha_cumprod_t, torch.Tensor):
         a = alpha_cumprod_t.to(device=eps.device, dtype=eps.dtype)
-        if a.ndim == 1 and a.shape[0] == eps.shape[0]:
-            a = a.reshape(a.shape + (1,) * (eps.ndim - 1))
-        elif a.ndim != 0:
-            raise ValueError(
-                f"alpha_cumprod_t must be a number, a 0-d or a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}"
-            )
-        if bool(((a <= 0) | (a > 1)).any()):
-            raise ValueError("alpha_cumprod_t must lie in (0, 1]")
+        _checks.that(a.ndim == 0 or a.shape == eps.shape[:1], "alpha_cumprod_t must be a number, a 0-d or "
+                     f"a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}")
+        a = a.reshape(a.shape + (1,) * (eps.ndim - 1)) if a.ndim == 1 else a
+        _checks.that(bool(((a > 0) & (a <= 1)).all()), "alpha_cumprod_t must lie in (0, 1]")
     else:
         a = _check_real("alpha_cumprod_t", alpha_cumprod_t, low=0.0, high=1.0)
-        if a == 0.0:
-            raise ValueError("alpha_cumprod_t must lie in (0, 1], got 0.0")
+        _checks.that(a > 0.0, "alpha_cumprod_t must lie in (0, 1], got 0.0")
     return eps - (1 - a) ** 0.5 * s * grad_log_prob
 
 
 # ------------------------------------------------------------- guidance interval
 def _check_interval(interval) -> tuple[float, float]:
-    if not isinstance(interval, (tuple, list)) or len(interval) != 2:
-        raise TypeError(f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}")
-    lo = _check_real("guidance_interval[0]", interval[0])
-    hi = _check_real("guidance_interval[1]", interval[1])
-    if lo > hi:
-        raise ValueError(f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
+    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2,
+                 f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
+    lo, hi = (_check_real(f"guidance_interval[{i}]", v) for i, v in enumerate(interval))
+    _checks.that(lo <= hi, f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
     return lo, hi
 
 
