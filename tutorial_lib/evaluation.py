@@ -32,12 +32,12 @@ scale.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from . import _checks
 from .shapes import ATTRIBUTES, caption_from_labels, render, sample_labels, to_unit_range
 
 __all__ = [
@@ -65,59 +65,26 @@ OUT_OF_RANGE_LIMIT = 1.05
 
 
 def _check_images(name: str, images, min_ndim: int = 2) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
-    if images.ndim < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dims, got shape {tuple(images.shape)}"
-        )
+    _checks.that(_checks.tensor(name, images).is_floating_point(),
+                 f"{name} must be a floating-point tensor, got dtype {images.dtype}", TypeError)
+    _checks.that(images.ndim >= min_ndim, f"{name} must have at least {min_ndim} dims, got shape {tuple(images.shape)}")
     return images
 
 
 def _check_labels(labels, n: int | None = None) -> int:
-    if not isinstance(labels, dict):
-        raise TypeError(
-            f"labels must be a dict attribute -> (N,) long tensor, got {type(labels).__name__}"
-        )
+    """A dict attribute -> ``(N,)`` integer tensor with every attribute; returns N."""
+    _checks.instance("labels", labels, dict, "a dict attribute -> (N,) long tensor")
     missing = [a for a in ATTRIBUTE_NAMES if a not in labels]
-    if missing:
-        raise ValueError(f"labels must have every attribute {ATTRIBUTE_NAMES}; missing {missing}")
-    sizes = set()
+    _checks.that(not missing, f"labels must have every attribute {ATTRIBUTE_NAMES}; missing {missing}")
     for a in ATTRIBUTE_NAMES:
         v = labels[a]
-        if (
-            not isinstance(v, torch.Tensor)
-            or v.is_floating_point()
-            or v.dtype == torch.bool
-            or v.ndim != 1
-        ):
-            raise TypeError(f"labels[{a!r}] must be a 1-D integer tensor, got {v!r:.60}")
-        sizes.add(v.shape[0])
-    if len(sizes) != 1:
-        raise ValueError(f"labels must all have the same length, got lengths {sorted(sizes)}")
-    size = sizes.pop()
-    if n is not None and size != n:
-        raise ValueError(f"labels must have one entry per image ({n}), got {size}")
-    return size
-
-
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_gamma(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return value
+        _checks.that(isinstance(v, torch.Tensor) and v.ndim == 1 and not v.is_floating_point()
+                     and v.dtype != torch.bool, f"labels[{a!r}] must be a 1-D integer tensor, got {v!r:.60}",
+                     TypeError)
+    sizes = sorted({labels[a].shape[0] for a in ATTRIBUTE_NAMES})
+    _checks.that(len(sizes) == 1, f"labels must all have the same length, got lengths {sizes}")
+    _checks.that(n is None or sizes[0] == n, f"labels must have one entry per image ({n}), got {sizes[0]}")
+    return sizes[0]
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -144,13 +111,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     Returns:
         ``(low, high)``, both in ``[0, 1]``.
     """
-    for name, value in (("successes", successes), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if n < 1 or not 0 <= successes <= n:
-        raise ValueError(f"need n >= 1 and 0 <= successes <= n, got successes={successes}, n={n}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    _checks.that(_checks.integer("n", n) >= 1 and 0 <= _checks.integer("successes", successes) <= n,
+                 f"need n >= 1 and 0 <= successes <= n, got successes={successes}, n={n}")
+    _checks.that(0.0 < _checks.real("confidence", confidence) < 1.0, f"confidence must be in (0, 1), got {confidence!r}")
     z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - (1 - float(confidence)) / 2)).item()
     p_hat = successes / n
     denominator = 1 + z * z / n
@@ -258,19 +221,16 @@ def sample_images(
     """
     from .guiders import Guider
 
-    for name, t in (("cond", cond), ("uncond", uncond)):
-        if not isinstance(t, torch.Tensor) or t.ndim != 3:
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{name} must be a (N, tokens, D) embedding tensor, got {got}")
-    if uncond.shape != cond.shape:
-        raise ValueError(f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}")
-    if not isinstance(guider, Guider) and not callable(guider):
-        raise TypeError(f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}")
+    _checks.shape("cond", cond, (None, None, None), "(N, tokens, D)")
+    _checks.that(_checks.tensor("uncond", uncond).shape == cond.shape,
+                 f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}")
+    _checks.that(isinstance(guider, Guider) or callable(guider),
+                 f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}", TypeError)
     n = cond.shape[0]
-    chunk = n if chunk is None else _check_int("chunk", chunk)
+    chunk = n if chunk is None else _checks.integer("chunk", chunk, 1)
     size, channels = models.unet.config.sample_size, models.unet.config.in_channels
-    if latents is not None and tuple(latents.shape) != (n, channels, size, size):
-        raise ValueError(f"latents must have shape {(n, channels, size, size)}, got {tuple(latents.shape)}")
+    if latents is not None:
+        _checks.shape("latents", latents, (n, channels, size, size))
     sampler = models.sampler(config, cfg_mode="two_pass")
     out = []
     for i in range(0, n, chunk):
@@ -285,14 +245,12 @@ def sample_images(
 
 def _prompt_labels(prompts, generator) -> dict[str, torch.Tensor]:
     if isinstance(prompts, int) and not isinstance(prompts, bool):
-        return sample_labels(_check_int("prompts", prompts), generator)
+        return sample_labels(_checks.integer("prompts", prompts, 1), generator)
     if isinstance(prompts, dict):
         _check_labels(prompts)
         return {a: prompts[a] for a in ATTRIBUTE_NAMES}
-    raise TypeError(
-        "prompts must be a number of random full captions (int) or a labels dict "
-        f"attribute -> (P,) long tensor, got {type(prompts).__name__}"
-    )
+    raise TypeError("prompts must be a number of random full captions (int) or a labels dict "
+                    f"attribute -> (P,) long tensor, got {type(prompts).__name__}")
 
 
 @torch.no_grad()
@@ -305,7 +263,7 @@ def data_reference(
     (the judge's own error) and the data's diversity, the value a perfect sampler would match.
     """
     labels_p = _prompt_labels(prompts, generator)
-    n_per_prompt = _check_int("n_per_prompt", n_per_prompt)
+    n_per_prompt = _checks.integer("n_per_prompt", n_per_prompt, 1)
     labels = {a: v.repeat_interleave(n_per_prompt) for a, v in labels_p.items()}
     real = render(labels, generator, size=size)
     P = labels_p["colour"].shape[0]
@@ -363,29 +321,21 @@ def guidance_sweep(
         (wall clock of the sampling), and with ``keep_images`` ``images`` and ``captions``.
         Images are prompt-major: image ``p * S + s`` is sample ``s`` of prompt ``p``.
     """
-    if getattr(models, "judge", None) is None:
-        raise ValueError(
-            "models.judge is needed to score the samples (load_pretrained(classifiers=True))"
-        )
-    if isinstance(gammas, (int, float)) or not isinstance(gammas, Sequence) or len(gammas) == 0:
-        raise TypeError(f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}")
-    gammas = [_check_gamma(f"gammas[{i}]", g) for i, g in enumerate(gammas)]
-    n_per_prompt = _check_int("n_per_prompt", n_per_prompt)
-    steps = _check_int("steps", steps)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    _checks.that(getattr(models, "judge", None) is not None,
+                 "models.judge is needed to score the samples (load_pretrained(classifiers=True))")
+    _checks.that(isinstance(gammas, Sequence) and len(gammas) > 0,
+                 f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}", TypeError)
+    gammas = [_checks.real(f"gammas[{i}]", g, low=0.0) for i, g in enumerate(gammas)]
+    n_per_prompt, steps = _checks.integer("n_per_prompt", n_per_prompt, 1), _checks.integer("steps", steps, 1)
+    _checks.instance("generator", generator, (torch.Generator, type(None)), "a torch.Generator or None")
     labels_p = _prompt_labels(prompts, generator)
     P = labels_p["colour"].shape[0]
     labels = {a: v.repeat_interleave(n_per_prompt) for a, v in labels_p.items()}
     captions = caption_from_labels(labels)
     cond, uncond = models.encode(captions)
     size, channels = models.unet.config.sample_size, models.unet.config.in_channels
-    latents = torch.randn(
-        (len(captions), channels, size, size),
-        generator=generator,
-        dtype=cond.dtype,
-        device=cond.device,
-    )
+    latents = torch.randn((len(captions), channels, size, size), generator=generator, dtype=cond.dtype,
+                          device=cond.device)
     if make_guider is None:
         from .guiders import ClassifierFreeGuidance as make_guider
     noise_seed = None
@@ -397,19 +347,22 @@ def guidance_sweep(
         start = time.perf_counter()
         images = sample_images(models, cond, uncond, make_guider(gamma), steps, generator=g,
                                latents=latents, chunk=chunk, config=config, eta=eta, callback=callback)
-        seconds = time.perf_counter() - start
-        row = {
-            "gamma": gamma,
-            "n": images.shape[0],
-            **judge_accuracy(models.judge, images, labels),
-            "diversity": diversity(images.reshape(P, n_per_prompt, *images.shape[1:])),
-            **pixel_stats(images),
-            "sec_per_image": seconds / images.shape[0],
-        }
+        row = {"gamma": gamma, **_scores(models.judge, images, labels, P, time.perf_counter() - start)}
         if keep_images:
             row["images"], row["captions"] = images, captions
         rows.append(row)
     return rows
+
+
+def _scores(judge, images: torch.Tensor, labels: dict, P: int, seconds: float) -> dict:
+    """One sweep row's measurements of ``P * S`` prompt-major images sampled in ``seconds``."""
+    return {
+        "n": images.shape[0],
+        **judge_accuracy(judge, images, labels),
+        "diversity": diversity(images.reshape(P, images.shape[0] // P, *images.shape[1:])),
+        **pixel_stats(images),
+        "sec_per_image": seconds / images.shape[0],
+    }
 
 
 # ----------------------------------------------------------------------------- scenes
