@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorial_lib.mixture import example_mixture_2d, interval_demo_mixture, sample_guided
+from tutorial_lib.mixture import example_mixture_2d, interval_demo_mixture
+from tutorial_lib.mixture_experiments import sample_guided
 from tutorial_lib.schedule import NoiseSchedule
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for tutorial_lib.mixture: exact scores, the oracle denoiser, guidance identities.
+"""Tests for tutorial_lib.mixture, .tilted and .mixture_experiments: exact scores, the oracle denoiser, guidance identities.
 
 Everything that compares numbers to closed forms runs in float64. Monte-Carlo
 checks use tolerances derived from the standard error of the estimate (and a
@@ -19,20 +19,22 @@ from tutorial_lib.guiders import ClassifierFreeGuidance, ClassifierGuidance
 from tutorial_lib.mixture import (
     ExactClassifier,
     GaussianMixture,
-    GuidanceSweep,
-    IntervalDemo,
     OracleDenoiser,
-    ddpm_sample,
     example_mixture_1d,
     example_mixture_2d,
+    interval_demo_mixture,
+)
+from tutorial_lib.mixture_experiments import (
+    GuidanceSweep,
+    IntervalDemo,
+    ddpm_sample,
     guidance_interval_demo,
     guidance_sweep_table,
-    interval_demo_mixture,
     sample_guided,
-    tilted_target,
 )
 from tutorial_lib.sampler import ConditionalDDIMSampler, SamplerConfig
 from tutorial_lib.schedule import NoiseSchedule
+from tutorial_lib.tilted import tilted_target
 
 F64 = torch.float64
 SCHED = NoiseSchedule()

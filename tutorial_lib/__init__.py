@@ -13,6 +13,8 @@ One module per idea (see the README's chapter map):
 - ``guidance``      classifier guidance, CFG, weighted prompts, rescale, thresholding (05-07)
 - ``sampler``       the conditional DDIM sampler (08)
 - ``mixture``       analytic Gaussian mixtures with exact scores (05-06)
+- ``tilted``        the tilted target p(x|c)^γ p(x)^(1−γ) of a mixture (06)
+- ``mixture_experiments``  CFG on a mixture with the sampler: DDPM/DDIM, sweeps, demos (06)
 - ``shapes``        procedurally generated captioned shapes (the course's data)
 - ``classifiers``   the noise-robust classifier (05) and the judge that scores samples
 - ``train``/``pretrained``  training loops and the shipped, hash-checked weights (09, 00)
