@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
 from .conditioning import TimestepMLP
 from .shapes import ATTRIBUTES, NUM_CLASSES
 
@@ -64,9 +65,20 @@ ATTRIBUTE_ORDER: tuple[str, ...] = tuple(ATTRIBUTES)
 def _check_channels(channels, num_groups: int) -> tuple[int, ...]:
     """The stage widths as a tuple, each a positive multiple of ``num_groups`` (GroupNorm)."""
     channels = tuple(int(c) for c in channels)
-    if not channels or any(c <= 0 or c % num_groups for c in channels):
-        raise ValueError(f"channels must be positive multiples of num_groups={num_groups}, got {channels}")
+    _checks.that(channels and all(c > 0 and c % num_groups == 0 for c in channels),
+                 f"channels must be positive multiples of num_groups={num_groups}, got {channels}")
     return channels
+
+
+def _check_input(config, x, t) -> torch.Tensor | None:
+    """``x`` an image batch of the classifier's size; ``t`` (if time-conditioned) as ``(B,)``."""
+    s = config.image_size
+    _checks.shape("x", x, (None, config.in_channels, s, s), "(B, in_channels, image_size, image_size)")
+    if not config.time_conditioned:
+        return t
+    _checks.that(t is not None, "t is required: this classifier is time-conditioned (noise-robust)")
+    t = _checks.tensor("t", t)
+    return _checks.shape("t", t.expand(x.shape[0]) if t.dim() == 0 else t, (x.shape[0],))
 
 
 @dataclass
@@ -93,10 +105,8 @@ class ClassifierConfig:
 
     def __post_init__(self):
         self.channels = _check_channels(self.channels, self.num_groups)
-        if self.image_size % (2 ** (len(self.channels) - 1)):
-            raise ValueError(
-                f"image_size={self.image_size} must be divisible by 2**(len(channels)-1)={2 ** (len(self.channels) - 1)}"
-            )
+        f = 2 ** (len(self.channels) - 1)
+        _checks.that(self.image_size % f == 0, f"image_size={self.image_size} must be divisible by 2**(len(channels)-1)={f}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -165,25 +175,8 @@ class AttributeClassifier(nn.Module):
     def time_conditioned(self) -> bool:
         return self.config.time_conditioned
 
-    def _check(self, x, t):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        s = self.config.image_size
-        if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[2:] != (s, s):
-            raise ValueError(f"x must have shape (B, {self.config.in_channels}, {s}, {s}), got {tuple(x.shape)}")
-        if self.config.time_conditioned:
-            if t is None:
-                raise ValueError("t is required: this classifier is time-conditioned (noise-robust)")
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
-            if t.dim() == 0:
-                t = t.expand(x.shape[0])
-            if t.shape != (x.shape[0],):
-                raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
-        return t
-
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        t = self._check(x, t)
+        t = _check_input(self.config, x, t)
         temb = self.time_embed(t.to(x.device)) if self.time_embed is not None else None
         h = x
         for stage, pool in zip(self.stages, self.pools, strict=False):
@@ -213,20 +206,18 @@ class AttributeClassifier(nn.Module):
         marginalised (they contribute nothing). Differentiable in ``x``: this
         is the quantity whose gradient classifier guidance follows.
         """
-        if not isinstance(labels, dict) or not labels:
-            raise ValueError("labels must be a non-empty dict attribute -> label(s)")
+        _checks.that(isinstance(labels, dict) and labels, "labels must be a non-empty dict attribute -> label(s)")
         logits = self.attribute_logits(x, t)
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for a, y in labels.items():
-            if a not in logits:
-                raise ValueError(f"unknown attribute {a!r} in labels; expected one of {ATTRIBUTE_ORDER}")
+            _checks.that(a in logits, f"unknown attribute {a!r} in labels; expected one of {ATTRIBUTE_ORDER}")
             lp = F.log_softmax(logits[a].float(), dim=1)
             if isinstance(y, int):
                 y = torch.full((x.shape[0],), y, dtype=torch.long, device=x.device)
-            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-                raise ValueError(f"labels[{a!r}] must be an int or a ({x.shape[0]},) long tensor")
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= lp.shape[1]):
-                raise ValueError(f"labels[{a!r}] must lie in [0, {lp.shape[1] - 1}]")
+            _checks.that(isinstance(y, torch.Tensor) and y.shape == (x.shape[0],),
+                         f"labels[{a!r}] must be an int or a ({x.shape[0]},) long tensor")
+            _checks.that(not y.numel() or 0 <= int(y.min()) and int(y.max()) < lp.shape[1],
+                         f"labels[{a!r}] must lie in [0, {lp.shape[1] - 1}]")
             total = total + lp.gather(1, y.long().view(-1, 1)).squeeze(1).to(total.dtype)
         return total
 
@@ -246,8 +237,7 @@ class AttributeHead(nn.Module):
 
     def __init__(self, classifier: AttributeClassifier, attribute: str):
         super().__init__()
-        if attribute not in ATTRIBUTE_ORDER:
-            raise ValueError(f"attribute must be one of {ATTRIBUTE_ORDER}, got {attribute!r}")
+        _checks.one_of("attribute", attribute, ATTRIBUTE_ORDER)
         self.classifier = classifier
         self.attribute = attribute
 
@@ -339,9 +329,8 @@ class SceneClassifierConfig:
     def __post_init__(self):
         self.channels = _check_channels(self.channels, self.num_groups)
         final = self.image_size / 2 ** (len(self.channels) - 1)
-        if final != int(final) or int(final) % 2:
-            raise ValueError(f"image_size={self.image_size} must leave an even final map after "
-                             f"{len(self.channels) - 1} halvings (the 2 x 2 cells)")
+        _checks.that(final == int(final) and int(final) % 2 == 0, f"image_size={self.image_size} must leave an "
+                     f"even final map after {len(self.channels) - 1} halvings (the 2 x 2 cells)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -401,22 +390,9 @@ class SceneClassifier(nn.Module):
         self.to_feature = nn.Linear(cin, config.feature_dim)
         self.heads = nn.ModuleDict({k: nn.Linear(config.feature_dim, n) for k, n in CELL_READINGS.items()})
 
-    def _check(self, x, t):
-        s = self.config.image_size
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (self.config.in_channels, s, s):
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape (B, {self.config.in_channels}, {s}, {s}), got {got}")
-        if self.config.time_conditioned:
-            if not isinstance(t, torch.Tensor):
-                raise ValueError("t is required (a (B,) tensor of timesteps): this classifier is time-conditioned")
-            t = t.expand(x.shape[0]) if t.dim() == 0 else t
-            if t.shape != (x.shape[0],):
-                raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
-        return t
-
     def cell_features(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, 4, feature_dim)``: each cell's feature vector (cells row-major, as ``scenes.CELLS``)."""
-        t = self._check(x, t)
+        t = _check_input(self.config, x, t)
         temb = self.time_embed(t.to(x.device)) if self.time_embed is not None else None
         h = x
         for i, stage in enumerate(self.stages):
@@ -494,10 +470,8 @@ class SceneCellHead(nn.Module):
 
     def __init__(self, classifier: SceneClassifier, cell: int, reading: str):
         super().__init__()
-        if reading not in CELL_READINGS:
-            raise ValueError(f"reading must be one of {tuple(CELL_READINGS)}, got {reading!r}")
-        if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell < 4:
-            raise ValueError(f"cell must be an int in [0, 3] (row-major 2 x 2 grid), got {cell!r}")
+        _checks.one_of("reading", reading, tuple(CELL_READINGS))
+        _checks.integer("cell", cell, 0, 3)  # row-major 2 x 2 grid
         self.classifier, self.cell, self.reading = classifier, cell, reading
 
     def forward(self, x, t=None):
