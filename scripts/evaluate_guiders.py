@@ -6,6 +6,8 @@ plain-CFG points of ``docs/results_scenes.json``. Methods (``tutorial_lib.guider
 
 - ``apg``: adaptive projected guidance with η = 0 (the parallel component removed; no norm
   threshold, no momentum — the projection alone);
+- ``apg_paper``: APG as the paper's Alg. 1 writes it: the projection of the denoised predictions x̂₀,
+  ``x̂₀,c + (w − 1) Δ_⊥`` (``apg`` above is diffusers' default: ε split, ``ε_u + γ Δ_⊥``);
 - ``cfg_zero_star``: CFG-Zero*'s optimised scale s* alone, at 20 steps and at 5; ``…_zero_init``: with
   its zero-init of the first step too (written for flow-matching velocities; on this ε-prediction
   DDIM it sets x̂₀ = x_T/√ᾱ_T at the first step, and the run shows what that does);
@@ -18,6 +20,7 @@ Writes ``docs/results_guiders.json`` after every point and ``docs/results_guider
 
     python scripts/evaluate_guiders.py                     # every method (about 30 min on 2 cores)
     python scripts/evaluate_guiders.py --n 64 --methods apg  # a quick look
+    python scripts/evaluate_guiders.py --resume --methods apg_paper  # add a method to the committed results
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def methods(models) -> dict[str, tuple]:
     return {
         "apg": ([3, 5, 7.5, 10, 15, 20], lambda g: AdaptiveProjectedGuidance(g, eta=0.0, norm_threshold=0.0), 20,
                 "caption"),
+        "apg_paper": ([3, 7.5, 10, 15, 20],
+                      lambda g: AdaptiveProjectedGuidance(g - 1, eta=0.0, norm_threshold=0.0, space="x0",
+                                                          use_original_formulation=True), 20, "caption"),
         "cfg_zero_star": ([3, 7.5, 15], lambda g: ClassifierFreeZeroStarGuidance(g, zero_init_steps=0), 20, "caption"),
         "cfg_zero_star_zero_init": ([7.5], lambda g: ClassifierFreeZeroStarGuidance(g, zero_init_steps=1), 20,
                                     "caption"),
@@ -73,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the points already in --json and measure only the missing ones")
     p.add_argument("--json", default=str(ROOT / "docs" / "results_guiders.json"))
     p.add_argument("--markdown", default=str(ROOT / "docs" / "results_guiders.md"))
     args = p.parse_args(argv)
@@ -82,6 +90,10 @@ def main(argv=None) -> int:
     chosen = args.methods or list(table)
     results = {"config": {**vars(args), "methods": chosen, "machine": platform.processor() or platform.machine(),
                           "torch": torch.__version__}, "points": []}
+    if args.resume and Path(args.json).exists():
+        results["points"] = json.loads(Path(args.json).read_text())["points"]
+        results["config"]["methods"] = list(dict.fromkeys([p["method"] for p in results["points"]] + chosen))
+    done = {(p["method"], p["scale"]) for p in results["points"]}
     labels, captions, spec, real = caption_set("full", args.n, args.seed)  # as evaluate_scenes.py
     real_features, real_free, floor = reference(models.judge, spec, real, args.seed)
     results["reference"] = floor
@@ -91,6 +103,8 @@ def main(argv=None) -> int:
         scales, make_guider, steps, prompt = table[method]
         c = cond if prompt == "caption" else uncond
         for scale in scales:
+            if (method, scale) in done:
+                continue
             t0 = time.perf_counter()
             images = sample_images(models, c, uncond, make_guider(scale), steps, latents=latents.clone(),
                                    chunk=args.chunk)

@@ -61,6 +61,23 @@ def test_apg_equals_diffusers_over_several_steps(momentum, threshold, eta):
         assert (a - b).abs().max() <= TOL, step
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_apg_original_formulation_equals_diffusers(eta):
+    cond, uncond = _preds(2, seed=9)
+    ours = G.AdaptiveProjectedGuidance(4.0, eta=eta, norm_threshold=0.0, use_original_formulation=True)
+    theirs = DAPG(guidance_scale=4.0, eta=eta, adaptive_projected_guidance_rescale=0.0,
+                  use_original_formulation=True)
+    assert (ours.combine(cond, uncond) - _diffusers(theirs, pred_cond=cond, pred_uncond=uncond)).abs().max() <= TOL
+
+
+def test_apg_paper_form_at_scale_one_is_the_conditional_model_and_the_default_form_is_not():
+    cond, uncond = _preds(2, seed=10)
+    paper = G.AdaptiveProjectedGuidance(0.0, eta=0.0, norm_threshold=0.0, use_original_formulation=True)  # w − 1 = 0
+    assert torch.equal(paper.combine(cond, uncond), cond)
+    default = G.AdaptiveProjectedGuidance(1.0, eta=0.0, norm_threshold=0.0)
+    assert (default.combine(cond, uncond) - cond).abs().max() > 1e-2
+
+
 def test_apg_without_its_options_is_cfg():
     cond, uncond = _preds(2)
     apg = G.AdaptiveProjectedGuidance(5.0, eta=1.0, norm_threshold=0.0)

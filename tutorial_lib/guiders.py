@@ -348,7 +348,14 @@ class AdaptiveProjectedGuidance(Guider):
     2. norm threshold r: ``Δ ← Δ · min(1, r / ‖Δ‖)``;
     3. split Δ into its component along ε_c and the rest: ``Δ_∥ = ⟨Δ, ε̂_c⟩ ε̂_c``, ``Δ_⊥ = Δ − Δ_∥``
        (ε̂_c = ε_c/‖ε_c‖) — the parallel part is what oversaturates;
-    4. ``ε̃ = ε_u + γ (Δ_⊥ + η Δ_∥)``.
+    4. ``ε̃ = ε_u + γ (Δ_⊥ + η Δ_∥)`` (diffusers' default), or, with
+       ``use_original_formulation``, ``ε̃ = ε_c + γ (Δ_⊥ + η Δ_∥)`` — the paper's Alg. 1 is
+       this form with scale w − 1: ``D̃ = D_c + (w − 1)(Δ_⊥ + η Δ_∥)``.
+
+    The two forms differ unless η = 1: the default is ``ε_c + (γ − 1) Δ_⊥ + (γη − 1) Δ_∥``, so
+    with η = 0 it also removes the conditional prediction's own parallel part and at γ = 1 it
+    is *not* the conditional model. For the paper's method at scale w use
+    ``AdaptiveProjectedGuidance(w - 1, eta=0, use_original_formulation=True, space="x0")``.
 
     With ``eta=1``, no threshold and no momentum it is CFG. Equal to diffusers'
     ``AdaptiveProjectedGuidance`` (tested; the projection is computed in float64, as there).
@@ -366,18 +373,21 @@ class AdaptiveProjectedGuidance(Guider):
         momentum: β (diffusers' ``adaptive_projected_guidance_momentum``) or None.
         guidance_rescale: φ of Lin et al., applied afterwards as in diffusers.
         space: "prediction" (diffusers) or "x0" (the paper's denoised predictions).
+        use_original_formulation: start from ε_c instead of ε_u (diffusers' flag of the same name).
     """
 
     SPACES = ("prediction", "x0")
 
     def __init__(self, guidance_scale: float = 7.5, eta: float = 1.0, norm_threshold: float = 15.0,
-                 momentum: float | None = None, guidance_rescale: float = 0.0, space: str = "prediction"):
+                 momentum: float | None = None, guidance_rescale: float = 0.0, space: str = "prediction",
+                 use_original_formulation: bool = False):
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.eta = _real("eta", eta)
         self.norm_threshold = _real("norm_threshold", norm_threshold, 0.0)
         self.momentum = None if momentum is None else _real("momentum", momentum)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
         _checks.one_of("space", space, self.SPACES)
+        self.use_original_formulation = _checks.boolean("use_original_formulation", use_original_formulation)
         self.space, self._running = space, None
 
     def reset(self) -> None:
@@ -397,7 +407,7 @@ class AdaptiveProjectedGuidance(Guider):
         v1 = torch.nn.functional.normalize(pred_cond.double(), dim=dims)  # ε̂_c
         parallel = _flat_dot(v0, v1) * v1
         update = (v0 - parallel).to(diff.dtype) + self.eta * parallel.to(diff.dtype)
-        pred = pred_uncond + self.guidance_scale * update
+        pred = (pred_cond if self.use_original_formulation else pred_uncond) + self.guidance_scale * update
         if self.guidance_rescale > 0:
             pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
         return pred
