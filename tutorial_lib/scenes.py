@@ -48,16 +48,15 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
 from .shapes import (
     _BG_JITTER,
     _COLOUR_JITTER,
+    _GENERATOR,
     ATTRIBUTES,
     BACKGROUND_RGB,
     COLOURS_RGB,
     NUM_CLASSES,
-    _check_generator,
-    _check_n,
-    _check_probabilities,
     _check_size,
     coverage,
 )
@@ -121,8 +120,8 @@ def _relations_of(cells: torch.Tensor, generator) -> torch.Tensor:
 
 def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Draw ``n`` scenes: caption kind, object count, cells, attributes and relation."""
-    n = _check_n(n)
-    _check_generator(generator)
+    n = _checks.integer("n", n, 0)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     kind = torch.multinomial(torch.tensor(KIND_PROBS), n, replacement=True, generator=generator)
     two_or_three = 2 + torch.randint(2, (n,), generator=generator)
     count = torch.where(kind == 0, 1, torch.where(kind == 1, 2, two_or_three))
@@ -143,14 +142,12 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
 
 
 def _check_labels(labels) -> int:
-    if not isinstance(labels, dict):
-        raise TypeError(f"labels must be a dict of tensors (see scenes.sample_labels), got {type(labels).__name__}")
+    _checks.instance("labels", labels, dict, "a dict of tensors (see scenes.sample_labels)")
     for name in ("kind", "count", "relation", "cell") + OBJECT_ATTRIBUTES:
-        if name not in labels or not isinstance(labels[name], torch.Tensor):
-            raise ValueError(f"labels is missing the tensor {name!r} (see scenes.sample_labels)")
+        _checks.that(isinstance(labels.get(name), torch.Tensor),
+                     f"labels is missing the tensor {name!r} (see scenes.sample_labels)")
     n = labels["count"].shape[0]
-    if labels["cell"].shape != (n, MAX_OBJECTS):
-        raise ValueError(f"labels['cell'] must have shape ({n}, {MAX_OBJECTS}), got {tuple(labels['cell'].shape)}")
+    _checks.shape("labels['cell']", labels["cell"], (n, MAX_OBJECTS))
     return n
 
 
@@ -180,7 +177,7 @@ def render(
     """
     n = _check_labels(labels)
     size = _check_size(size)
-    _check_generator(generator)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
 
     def rand(*shape):
         return torch.rand(*shape, generator=generator) * 2 - 1 if jitter else torch.zeros(*shape)
@@ -278,8 +275,8 @@ def partial_captions(
         (False in empty slots and for every size in a ``count`` caption).
     """
     n = _check_labels(labels)
-    _check_generator(generator)
-    _check_probabilities(p_partial=p_partial, p_drop=p_drop)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
+    p_partial, p_drop = _checks.real("p_partial", p_partial, 0.0, 1.0), _checks.real("p_drop", p_drop, 0.0, 1.0)
     partial = (torch.rand(n, generator=generator) < p_partial).view(-1, 1)
     present = labels["cell"] >= 0
     is_count = (labels["kind"] == 3).view(-1, 1)
@@ -356,8 +353,7 @@ def parse_caption(caption: str) -> dict:
     >>> parse_caption("a red circle to the left of a square")["relation"]
     0
     """
-    if not isinstance(caption, str):
-        raise TypeError(f"caption must be a str, got {type(caption).__name__}")
+    _checks.instance("caption", caption, str)
     text = " ".join(caption.lower().strip().rstrip(".").replace(",", " , ").split())
     words = text.split(" ")
     spec = {"kind": 0, "count": 1, "relation": -1}
@@ -391,8 +387,7 @@ def parse_caption(caption: str) -> dict:
 
 def specs_from_captions(captions: list[str]) -> dict[str, torch.Tensor]:
     """:func:`parse_caption` of each caption, stacked into the tensors of :func:`caption_spec`."""
-    if isinstance(captions, str) or not isinstance(captions, (list, tuple)):
-        raise TypeError(f"captions must be a list of str, got {type(captions).__name__}")
+    _checks.instance("captions", captions, (list, tuple), "a list of str")
     rows = [parse_caption(c) for c in captions]
     # (n,) for the per-caption fields, (n, MAX_OBJECTS) for the per-object ones
     return {k: torch.tensor([r[k] for r in rows], dtype=torch.long)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "ATTRIBUTES",
     "COLOURS_RGB",
@@ -102,59 +104,37 @@ _COLOUR_JITTER = 0.04
 _BG_JITTER = 0.03
 
 
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
-    return n
-
-
 def _check_size(size) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"size must be an int, got {type(size).__name__}")
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    """Image side in pixels: the smallest shapes need 8."""
+    _checks.that(_checks.integer("size", size) >= 8, f"size must be at least 8 pixels, got {size}")
     return size
+
+
+_GENERATOR = (torch.Generator, type(None))  # every draw takes an explicit generator, or None
 
 
 def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Draw ``n`` label sets uniformly: a dict ``attribute -> (n,) long tensor``."""
-    n = _check_n(n)
-    _check_generator(generator)
+    n = _checks.integer("n", n, 0)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     return {
         name: torch.randint(len(values), (n,), generator=generator)
         for name, values in ATTRIBUTES.items()
     }
 
 
-def _check_probabilities(**probabilities) -> None:
-    for name, p in probabilities.items():
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-
-
 def _check_labels(labels) -> int:
-    if not isinstance(labels, dict):
-        raise TypeError(f"labels must be a dict attribute -> (n,) long tensor, got {type(labels).__name__}")
+    """A dict attribute -> ``(n,)`` integer tensor of valid class indices; returns n."""
+    _checks.instance("labels", labels, dict, "a dict attribute -> (n,) long tensor")
     n = None
     for name, k in NUM_CLASSES.items():
-        if name not in labels:
-            raise ValueError(f"labels is missing the attribute {name!r}")
+        _checks.that(name in labels, f"labels is missing the attribute {name!r}")
         v = labels[name]
-        if not isinstance(v, torch.Tensor) or v.dim() != 1 or v.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"labels[{name!r}] must be a (n,) integer tensor")
-        if n is None:
-            n = v.shape[0]
-        elif v.shape[0] != n:
-            raise ValueError(f"labels[{name!r}] has {v.shape[0]} entries, expected {n}")
-        if v.numel() and (int(v.min()) < 0 or int(v.max()) >= k):
-            raise ValueError(f"labels[{name!r}] must lie in [0, {k - 1}]")
+        _checks.that(isinstance(v, torch.Tensor) and v.dim() == 1 and v.dtype in (torch.int64, torch.int32),
+                     f"labels[{name!r}] must be a (n,) integer tensor")
+        n = v.shape[0] if n is None else n
+        _checks.that(v.shape[0] == n, f"labels[{name!r}] has {v.shape[0]} entries, expected {n}")
+        _checks.that(not v.numel() or 0 <= int(v.min()) and int(v.max()) < k, f"labels[{name!r}] must lie in [0, {k - 1}]")
     return int(n)
 
 
@@ -218,7 +198,7 @@ def render(
     """
     n = _check_labels(labels)
     size = _check_size(size)
-    _check_generator(generator)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
 
     def rand(*shape):
         if not jitter:
@@ -324,8 +304,8 @@ def partial_captions(
         ``attribute -> (n,) bool tensor`` (True where the caption states it).
     """
     n = _check_labels(labels)
-    _check_generator(generator)
-    _check_probabilities(p_partial=p_partial, p_drop=p_drop)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
+    p_partial, p_drop = _checks.real("p_partial", p_partial, 0.0, 1.0), _checks.real("p_drop", p_drop, 0.0, 1.0)
     partial = torch.rand(n, generator=generator) < p_partial
     mentioned = {}
     for name in ATTRIBUTES:
@@ -347,8 +327,7 @@ def all_captions() -> list[str]:
 
 def labels_from_caption(caption: str) -> dict[str, int | None]:
     """Parse a (full or partial) caption back into labels; unmentioned attributes are None."""
-    if not isinstance(caption, str):
-        raise TypeError(f"caption must be a str, got {type(caption).__name__}")
+    _checks.instance("caption", caption, str)
     text = " " + " ".join(caption.lower().split()) + " "
     out: dict[str, int | None] = {}
     for name, values in ATTRIBUTES.items():
@@ -364,16 +343,12 @@ def labels_from_caption(caption: str) -> dict[str, int | None]:
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Map images from ``[-1, 1]`` to ``[0, 1]`` (clamped) for plotting."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    return ((images + 1) / 2).clamp(0, 1)
+    return ((_checks.tensor("images", images) + 1) / 2).clamp(0, 1)
 
 
 def from_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Map images from ``[0, 1]`` to ``[-1, 1]``."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    return images * 2 - 1
+    return _checks.tensor("images", images) * 2 - 1
 
 
 @dataclass
