@@ -28,6 +28,8 @@ from collections.abc import Callable
 
 import torch
 
+from . import _checks
+
 __all__ = [
     "frechet_distance",
     "precision_recall",
@@ -39,11 +41,10 @@ __all__ = [
 
 
 def _check_features(name: str, x, dim: int | None = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] < 2:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a (N, D) tensor of features with N >= 2, got {got}")
-    if dim is not None and x.shape[1] != dim:
-        raise ValueError(f"{name} has {x.shape[1]} features per sample, expected {dim} (as the other set)")
+    _checks.that(isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] >= 2, f"{name} must be a (N, D) "
+                 f"tensor of features with N >= 2, got {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+    _checks.that(dim in (None, x.shape[1]),
+                 f"{name} has {x.shape[1]} features per sample, expected {dim} (as the other set)")
     return x.detach().double()
 
 
@@ -118,8 +119,7 @@ def precision_recall(real: torch.Tensor, generated: torch.Tensor, k: int = 3) ->
     """
     a = _check_features("real", real)
     b = _check_features("generated", generated, a.shape[1])
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < min(a.shape[0], b.shape[0]):
-        raise ValueError(f"k must be an int in [1, {min(a.shape[0], b.shape[0]) - 1}], got {k!r}")
+    _checks.integer("k", k, 1, min(a.shape[0], b.shape[0]) - 1)
     p_hits, r_hits = _inside_manifold(a, b, k), _inside_manifold(b, a, k)
     return {"precision": p_hits.double().mean().item(), "recall": r_hits.double().mean().item(),
             "precision_hits": p_hits, "recall_hits": r_hits}
@@ -141,10 +141,8 @@ def attribute_coverage(values: torch.Tensor, num_classes: int, reference: torch.
         num_classes: number of values ``K``.
         reference: optional ``(M,)`` long values of real data.
     """
-    if not isinstance(values, torch.Tensor) or values.dim() != 1:
-        raise ValueError("values must be a (N,) tensor of class indices")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    _checks.shape("values", values, (None,), "(N,) class indices")
+    _checks.integer("num_classes", num_classes, 2)
 
     def dist(v):
         v = v[v >= 0]
@@ -182,12 +180,9 @@ def bootstrap_interval(
     a covariance-based distance such as the Fréchet distance grows as its sample shrinks — the
     plain percentile interval can then lie entirely above the estimate.
     """
-    if not samples:
-        raise ValueError("bootstrap_interval needs at least one sample")
-    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 10:
-        raise ValueError(f"num_resamples must be an int >= 10, got {num_resamples!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    _checks.that(samples, "bootstrap_interval needs at least one sample")
+    _checks.integer("num_resamples", num_resamples, 10)
+    _checks.that(0 < confidence < 1, f"confidence must lie in (0, 1), got {confidence!r}")
     generator = generator or torch.Generator().manual_seed(0)
     stats = []
     for _ in range(num_resamples):

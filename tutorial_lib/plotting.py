@@ -14,15 +14,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import _checks
+
 __all__ = ["to_numpy_image", "show_images", "token_attention_map", "mean_attention_maps", "overlay_attention"]
 
 
 def to_numpy_image(image: torch.Tensor):
     """``(3, H, W)`` in ``[-1, 1]`` -> ``(H, W, 3)`` numpy array in ``[0, 1]`` (clamped)."""
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+    _checks.that(_checks.tensor("image", image).ndim == 3 and image.shape[0] in (1, 3),
+                 f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
     return ((image.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
@@ -34,11 +34,9 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
     """
     import matplotlib.pyplot as plt
 
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', images)}")
+    _checks.shape("images", images, (None,) * 4, "(B, 3, H, W)")
     n = images.shape[0]
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    _checks.that(titles is None or len(titles) == n, f"titles must have one entry per image ({n}), got {len(titles or ())}")
     if axes is None:
         ncols = min(n, ncols or 8)
         nrows = -(-n // ncols)
@@ -63,12 +61,10 @@ def token_attention_map(probs: torch.Tensor, token: int, height: int | None = No
     """
     if probs.ndim == 3:
         probs = probs.mean(0)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be (heads, N_img, N_txt) or (N_img, N_txt), got {tuple(probs.shape)}")
+    _checks.that(probs.ndim == 2, f"probs must be (heads, N_img, N_txt) or (N_img, N_txt), got {tuple(probs.shape)}")
     n_img = probs.shape[0]
     height = height or int(round(n_img**0.5))
-    if n_img % height:
-        raise ValueError(f"height={height} does not divide N_img={n_img}")
+    _checks.that(n_img % height == 0, f"height={height} does not divide N_img={n_img}")
     return probs[:, token].reshape(height, n_img // height)
 
 
@@ -92,13 +88,12 @@ def mean_attention_maps(maps: Sequence[torch.Tensor], size: int | tuple[int, int
         ``(..., h, w)``: the mean over the layers.
     """
     maps = list(maps)
-    if not maps or not all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in maps):
-        raise ValueError("maps must be a non-empty sequence of tensors (..., h, w)")
+    _checks.that(maps and all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in maps),
+                 "maps must be a non-empty sequence of tensors (..., h, w)")
     lead = maps[0].shape[:-2]
-    if any(m.shape[:-2] != lead for m in maps):
-        raise ValueError(f"maps must share their leading dims, got {[tuple(m.shape) for m in maps]}")
-    if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    _checks.that(all(m.shape[:-2] == lead for m in maps),
+                 f"maps must share their leading dims, got {[tuple(m.shape) for m in maps]}")
+    _checks.one_of("mode", mode, ("bilinear", "nearest"))
     if size is None:
         size = (max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps))
     size = (size, size) if isinstance(size, int) else tuple(size)
