@@ -46,6 +46,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_safetensors
 
+from . import _checks
+
 __all__ = [
     "MODELS_DIR",
     "SCENES_DIR",
@@ -116,8 +118,8 @@ def _read_manifest(directory: Path) -> dict[str, str]:
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise AssetVerificationError(f"{path}: line {n} is not '<sha256>  <file>': {line!r}")
+        _checks.that(len(parts) == 2 and len(parts[0]) == 64,
+                     f"{path}: line {n} is not '<sha256>  <file>': {line!r}", AssetVerificationError)
         entries[parts[1].lstrip("*").strip()] = parts[0].lower()
     return entries
 
@@ -143,7 +145,7 @@ def _safetensors_problem(data: bytes) -> str | None:
     return None
 
 
-def _check_bytes(name: str, data: bytes, expected: str) -> str:
+def _file_status(name: str, data: bytes, expected: str) -> str:
     """``"ok"`` or what is wrong with the bytes ``data`` of the manifest entry ``name``."""
     if name.endswith(".safetensors"):
         problem = _safetensors_problem(data)
@@ -168,7 +170,7 @@ def verify_assets(directory: str | Path | None = None) -> dict[str, str]:
     status: dict[str, str] = {}
     for name, expected in manifest.items():
         path = directory / name
-        status[name] = _check_bytes(name, path.read_bytes(), expected) if path.is_file() else "missing"
+        status[name] = _file_status(name, path.read_bytes(), expected) if path.is_file() else "missing"
     for component, files in COMPONENT_FILES.items():
         for name in files:
             if name not in status and component not in OPTIONAL_COMPONENTS:
@@ -206,7 +208,7 @@ def _read_files(directory: Path, names, verify: bool) -> dict[str, bytes]:
             continue
         data[name] = path.read_bytes()
         if verify:
-            status = _check_bytes(name, data[name], manifest[name]) if name in manifest else "not in manifest"
+            status = _file_status(name, data[name], manifest[name]) if name in manifest else "not in manifest"
             if status != "ok":
                 bad[name] = status
     if verify and bad:
@@ -219,8 +221,7 @@ def _read_files(directory: Path, names, verify: bool) -> dict[str, bytes]:
 
 
 def _json_of(directory: Path, files: dict[str, bytes], name: str) -> dict:
-    if name not in files:
-        raise AssetVerificationError(f"{directory / name} is missing")
+    _checks.that(name in files, f"{directory / name} is missing", AssetVerificationError)
     try:
         return json.loads(files[name])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -229,8 +230,7 @@ def _json_of(directory: Path, files: dict[str, bytes], name: str) -> dict:
 
 def _weights_of(directory: Path, files: dict[str, bytes], name: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file's bytes (each owns its memory: nothing maps the file)."""
-    if name not in files:
-        raise AssetVerificationError(f"{directory / name} is missing")
+    _checks.that(name in files, f"{directory / name} is missing", AssetVerificationError)
     try:
         return load_safetensors(files[name])
     except Exception as e:  # safetensors raises its own error types
@@ -396,11 +396,9 @@ def load_pretrained(
     from .clip_text import CLIPTextEncoder, CLIPTextModelConfig
     from .schedule import NoiseSchedule
 
-    if world not in WORLD_DIRS:
-        raise ValueError(f"world must be one of {sorted(WORLD_DIRS)}, got {world!r}")
+    _checks.that(world in WORLD_DIRS, f"world must be one of {sorted(WORLD_DIRS)}, got {world!r}")
     directory = Path(directory) if directory is not None else WORLD_DIRS[world]
-    if not directory.is_dir():
-        raise AssetVerificationError(f"model folder {directory} does not exist")
+    _checks.that(directory.is_dir(), f"model folder {directory} does not exist", AssetVerificationError)
     components = ["unet", "text_encoder", "schedule"] + (["judge", "noisy_classifier"] if classifiers else [])
     if (directory / COMPONENT_FILES["weak_unet"][0]).is_file():
         components.append("weak_unet")
@@ -445,13 +443,12 @@ def load_snapshots(directory: str | Path | None = None, verify: bool = True,
         device: where to put the models.
     """
     directory = Path(directory) if directory is not None else SNAPSHOTS_DIR
-    if not directory.is_dir():
-        raise AssetVerificationError(f"snapshot folder {directory} does not exist")
+    _checks.that(directory.is_dir(), f"snapshot folder {directory} does not exist", AssetVerificationError)
     # the manifest's list too, so that a deleted snapshot is reported rather than silently skipped
     names = {p.name for p in directory.iterdir()} | (set(_read_manifest(directory)) if verify else set())
     weights = sorted((int(m.group(1)), n) for n in names if (m := _SNAPSHOT_FILE.fullmatch(n)))
-    if not weights:
-        raise AssetVerificationError(f"snapshot folder {directory} has no weak_unet_step_<N>.safetensors")
+    _checks.that(weights, f"snapshot folder {directory} has no weak_unet_step_<N>.safetensors",
+                 AssetVerificationError)
     config = COMPONENT_FILES["weak_unet"][1]
     files = _read_files(directory, {config} | {n for _, n in weights}, verify)
     return {step: _unet_of(directory, files, name, config, device) for step, name in weights}
@@ -499,8 +496,7 @@ def export_assets(
         if run is not None:
             sources += [(Path(run) / f, f) for f in COMPONENT_FILES[name]]
     for src, name in sources:
-        if not src.is_file():
-            raise FileNotFoundError(f"{src} is missing; train the model first")
+        _checks.that(src.is_file(), f"{src} is missing; train the model first", FileNotFoundError)
         if half and name.endswith(".safetensors"):
             state = load_file(str(src))
             save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()},
