@@ -14,12 +14,9 @@ from tutorial_lib.checks import (  # noqa: E402
     check_clip_skip,
     check_pooled_output,
 )
-from tutorial_lib.text import (  # noqa: E402
-    clip_hidden_states,
-    load_clip_tokenizer,
-    load_text_encoder,
-    tokenize_prompts,
-)
+from tutorial_lib.text import clip_hidden_states  # noqa: E402
+from tutorial_lib.text_loading import load_text_encoder  # noqa: E402
+from tutorial_lib.tokenizer import load_clip_tokenizer, tokenize_prompts  # noqa: E402
 
 
 def stub(*args):

@@ -16,12 +16,9 @@ from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from tutorial_lib import pretrained as P  # noqa: E402
 from tutorial_lib.clip_text import CLIPTextEncoder, CLIPTextModelConfig, CLIPTextOutput  # noqa: E402
-from tutorial_lib.text import (  # noqa: E402
-    clip_hidden_states,
-    encode_prompt,
-    load_clip_tokenizer,
-    tiny_clip_text_config,
-)
+from tutorial_lib.encoder_configs import tiny_clip_text_config  # noqa: E402
+from tutorial_lib.text import clip_hidden_states, encode_prompt  # noqa: E402
+from tutorial_lib.tokenizer import load_clip_tokenizer  # noqa: E402
 
 SHIPPED_CONFIG = P.MODELS_DIR / "text_encoder_config.json"
 SHIPPED_WEIGHTS = P.MODELS_DIR / "text_encoder.safetensors"

@@ -1,5 +1,6 @@
-"""Tests for tutorial_lib.text (notebook 02): the real CLIP tokenizer offline, encoder
-outputs checked against transformers itself, and prompt encoding checked against diffusers.
+"""Tests for notebook 02's modules: the real CLIP tokenizer offline (tutorial_lib.tokenizer), the
+encoder configs and loading (encoder_configs, text_loading), encoder outputs checked against
+transformers itself and prompt encoding checked against diffusers (tutorial_lib.text).
 """
 
 import os
@@ -18,24 +19,23 @@ from transformers import (  # noqa: E402
     T5EncoderModel,
 )
 
-from tutorial_lib import text  # noqa: E402
+from tutorial_lib import encoder_configs, text, text_loading  # noqa: E402
+from tutorial_lib.encoder_configs import real_encoder_sizes, sdxl_context_widths  # noqa: E402
 from tutorial_lib.text import (  # noqa: E402
-    BOS_TOKEN_ID,
-    CLIP_TOKENIZER_DIR,
-    EOS_TOKEN_ID,
     DualPromptEmbeds,
-    EncoderNotAvailableError,
     clip_hidden_states,
     clip_pooled_output,
-    describe,
     encode_prompt,
     encode_prompt_dual,
     eos_positions,
+)
+from tutorial_lib.text_loading import EncoderNotAvailableError, describe, load_text_encoder  # noqa: E402
+from tutorial_lib.tokenizer import (  # noqa: E402
+    BOS_TOKEN_ID,
+    CLIP_TOKENIZER_DIR,
+    EOS_TOKEN_ID,
     load_byt5_tokenizer,
     load_clip_tokenizer,
-    load_text_encoder,
-    real_encoder_sizes,
-    sdxl_context_widths,
     tokenize_prompts,
 )
 
@@ -191,11 +191,11 @@ def test_vit_l14_count_matches_the_closed_form():
 
 
 def test_meta_models_allocate_nothing():
-    model = text.build_on_meta(text.t5_v1_1_xxl_encoder_config(), T5EncoderModel)
+    model = encoder_configs.build_on_meta(encoder_configs.t5_v1_1_xxl_encoder_config(), T5EncoderModel)
     assert all(p.device.type == "meta" for p in model.parameters())
-    assert text.t5_v1_1_xxl_encoder_config().is_gated_act
-    assert text.clip_vit_l14_text_config().hidden_act == "quick_gelu"
-    assert text.openclip_bigg14_text_config().hidden_act == "gelu"
+    assert encoder_configs.t5_v1_1_xxl_encoder_config().is_gated_act
+    assert encoder_configs.clip_vit_l14_text_config().hidden_act == "quick_gelu"
+    assert encoder_configs.openclip_bigg14_text_config().hidden_act == "gelu"
 
 
 def test_sdxl_widths_come_from_the_real_configs():
@@ -245,7 +245,7 @@ def test_hub_id_offline_fails_fast_and_names_the_fallback(tmp_path, monkeypatch)
     # allowed, not flagged offline, but the hub does not answer the quick check
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(text, "_hub_reachable", lambda timeout: False)
+    monkeypatch.setattr(text_loading, "_hub_reachable", lambda timeout: False)
     with pytest.raises(EncoderNotAvailableError, match="did not answer"):
         load_text_encoder(
             "openai/clip-vit-large-patch14", allow_download=True, cache_dir=str(tmp_path)
@@ -260,9 +260,9 @@ def test_reachability_check_uses_a_short_timeout(monkeypatch):
         seen.update(address=address, timeout=timeout)
         raise OSError("unreachable")
 
-    monkeypatch.setattr(text.socket, "create_connection", fake_connect)
+    monkeypatch.setattr(text_loading.socket, "create_connection", fake_connect)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example:8443")
-    assert text._hub_reachable(0.5) is False
+    assert text_loading._hub_reachable(0.5) is False
     assert seen == {"address": ("hub.example", 8443), "timeout": 0.5}
 
 
@@ -501,3 +501,12 @@ def test_transformers_names_are_still_attributes_imported_lazily():
     assert text.CLIPTextModel is CLIPTextModel and text.T5EncoderModel is T5EncoderModel
     with pytest.raises(AttributeError, match="no_such_name"):
         text.no_such_name  # noqa: B018
+
+
+def test_text_re_exports_what_notebook_02_imports_from_it():
+    from tutorial_lib import tokenizer
+
+    assert all(hasattr(text, name) for name in text.__all__)
+    assert text.load_clip_tokenizer is tokenizer.load_clip_tokenizer
+    assert text.real_encoder_sizes is encoder_configs.real_encoder_sizes
+    assert text.load_text_encoder is text_loading.load_text_encoder

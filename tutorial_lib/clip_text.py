@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
+
 __all__ = ["CLIPTextModelConfig", "CLIPTextOutput", "CLIPTextEncoder"]
 
 
@@ -70,11 +72,9 @@ class CLIPTextModelConfig:
     model_type = "clip_text_model"  # a class attribute, as in transformers (not a field)
 
     def __post_init__(self):
-        if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {sorted(_ACTIVATIONS)}, got {self.hidden_act!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_attention_heads ({self.num_attention_heads})")
+        _checks.one_of("hidden_act", self.hidden_act, _ACTIVATIONS)
+        _checks.that(self.hidden_size % self.num_attention_heads == 0, f"hidden_size ({self.hidden_size}) must "
+                     f"be divisible by num_attention_heads ({self.num_attention_heads})")
 
     @classmethod
     def from_dict(cls, d: dict) -> CLIPTextModelConfig:
@@ -188,19 +188,6 @@ def _attention_mask(attention_mask: torch.Tensor | None, length: int) -> torch.T
     return causal & attention_mask.bool()[:, None, None, :]
 
 
-def _check_inputs(input_ids, attention_mask, max_positions: int) -> None:
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}")
-    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
-    if input_ids.ndim != 2 or not 1 <= input_ids.shape[1] <= max_positions:
-        raise ValueError(f"input_ids must have shape (B, L) with 1 <= L <= {max_positions}, "
-                         f"got {tuple(input_ids.shape)}")
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-                         f"got {tuple(attention_mask.shape)}")
-
-
 class CLIPTextEncoder(nn.Module):
     """The CLIP text transformer, parameter for parameter ``transformers.CLIPTextModel``.
 
@@ -259,7 +246,9 @@ class CLIPTextEncoder(nn.Module):
         holds ``N + 1`` tensors ``(B, L, D)``: the embeddings, then each layer's output (the
         last one before the final LayerNorm), exactly as ``transformers``.
         """
-        _check_inputs(input_ids, attention_mask, self.config.max_position_embeddings)
+        _checks.token_ids("input_ids", input_ids, self.config.max_position_embeddings)
+        if attention_mask is not None:
+            _checks.shape("attention_mask", attention_mask, tuple(input_ids.shape), "of input_ids")
         mask = _attention_mask(attention_mask, input_ids.shape[1])
         h = self.embeddings(input_ids)
         states = [h]

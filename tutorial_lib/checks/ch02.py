@@ -15,12 +15,9 @@ from functools import lru_cache
 
 import torch
 
-from ..text import (
-    clip_pooled_output,
-    load_clip_tokenizer,
-    load_text_encoder,
-    tokenize_prompts,
-)
+from ..text import clip_pooled_output
+from ..text_loading import load_text_encoder
+from ..tokenizer import load_clip_tokenizer, tokenize_prompts
 from ._core import Case, run_cases
 
 __all__ = ["check_pooled_output", "check_clip_skip"]
