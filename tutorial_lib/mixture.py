@@ -71,14 +71,8 @@ import torch.nn as nn
 from . import _checks
 from .schedule import NoiseSchedule
 
-__all__ = [
-    "GaussianMixture",
-    "OracleDenoiser",
-    "ExactClassifier",
-    "example_mixture_1d",
-    "example_mixture_2d",
-    "interval_demo_mixture",
-]
+__all__ = ["GaussianMixture", "OracleDenoiser", "ExactClassifier", "example_mixture_1d", "example_mixture_2d",
+           "interval_demo_mixture"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -152,15 +146,6 @@ def _alpha_bar(alphas_cumprod: torch.Tensor, t: Any, batch: tuple[int, ...]) -> 
     hi = torch.clamp(lo + 1, max=T - 1)
     frac = tt - lo.to(torch.float64)
     return alphas_cumprod[lo] * (1 - frac) + alphas_cumprod[hi] * frac
-
-
-def _fmt_vec(v: Any, digits: int = 3, sign: bool = True) -> str:
-    """A number or a vector as text: ``+1.000`` or ``(+1.000, -0.500)`` (tables and reprs)."""
-    v = torch.as_tensor(v).reshape(-1).tolist()
-    f = f"{{:{'+' if sign else ''}.{digits}f}}"
-    if len(v) == 1:
-        return f.format(v[0])
-    return "(" + ", ".join(f.format(x) for x in v) + ")"
 
 
 # ----------------------------------------------------------------------------

@@ -32,14 +32,13 @@ from .mixture import (
     GaussianMixture,
     OracleDenoiser,
     _alphas_cumprod_of,
-    _fmt_vec,
     _integer_tensor,
     example_mixture_1d,
     interval_demo_mixture,
 )
 from .sampler import ConditionalDDIMSampler, SamplerConfig
 from .schedule import NoiseSchedule
-from .tilted import tilted_target
+from .tilted import _fmt_vec, tilted_target
 
 __all__ = [
     "ddpm_sample",

@@ -13,10 +13,12 @@ a closed form exists, otherwise on a grid -- and compared with what CFG really s
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from . import _checks
-from .mixture import GaussianMixture, _fmt_vec
+from .mixture import GaussianMixture
 
 __all__ = ["TiltedTarget", "tilted_target", "tilted_log_prob"]
 
@@ -36,6 +38,15 @@ def tilted_log_prob(mixture: GaussianMixture, x: torch.Tensor, c: int, gamma: fl
 
 def _log_tilt(mixture: GaussianMixture, x: torch.Tensor, c: int, gamma: float) -> torch.Tensor:
     return gamma * mixture.log_prob(x, None, c) + (1.0 - gamma) * mixture.log_prob(x, None, None)
+
+
+def _fmt_vec(v: Any, digits: int = 3, sign: bool = True) -> str:
+    """A number or a vector as text: ``+1.000`` or ``(+1.000, -0.500)`` (tables and reprs)."""
+    v = torch.as_tensor(v).reshape(-1).tolist()
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    if len(v) == 1:
+        return f.format(v[0])
+    return "(" + ", ".join(f.format(x) for x in v) + ")"
 
 
 class TiltedTarget:
