@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from . import _checks
 
-__all__ = ["to_numpy_image", "show_images", "token_attention_map", "mean_attention_maps", "overlay_attention"]
+__all__ = ["to_numpy_image", "show_images", "token_attention_map", "mean_attention_maps", "overlay_attention",
+           "image_rows", "pareto_curves"]
 
 
 def to_numpy_image(image: torch.Tensor):
@@ -132,3 +133,49 @@ def _wrap(text: str, width: int) -> str:
         else:
             line = f"{line} {w}".strip()
     return "\n".join(lines + [line]) if line else "\n".join(lines)
+
+
+def image_rows(rows: dict[str, torch.Tensor], row_notes: dict[str, str] | None = None, size: float = 1.2,
+               title: str | None = None):
+    """One row of images per entry of ``rows`` (``label -> (B, 3, H, W)``, the same B), the label
+    (and its ``row_notes`` entry) written left of the row; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    labels = list(rows)
+    n = rows[labels[0]].shape[0]
+    fig, axes = plt.subplots(len(labels), n, figsize=(size * n + 2.6, size * len(labels) + 0.4), squeeze=False)
+    for r, label in enumerate(labels):
+        for i, ax in enumerate(axes[r]):
+            ax.imshow(to_numpy_image(rows[label][i]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        note = (row_notes or {}).get(label, "")
+        axes[r, 0].set_ylabel(_wrap(label, 24) + (f"\n{note}" if note else ""), rotation=0, ha="right",
+                              va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_curves(ax, rows: Sequence[dict], methods: dict[str, str], x: str = "recall", y: str = "all"):
+    """Fidelity against diversity, one curve per method through its guidance scales.
+
+    ``rows`` are :func:`tutorial_lib.after_cfg.committed_rows` dicts; ``methods`` maps a
+    method name to its legend label. Each point is labelled with its scale; the bars are the
+    95 % intervals of both metrics. Returns ``ax``.
+    """
+    for method, label in methods.items():
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["scale"])
+        xs, ys = [100 * r[x]["value"] for r in pts], [100 * r[y]["value"] for r in pts]
+        xerr = [[v - 100 * r[x]["low"] for v, r in zip(xs, pts)], [100 * r[x]["high"] - v for v, r in zip(xs, pts)]]
+        yerr = [[v - 100 * r[y]["low"] for v, r in zip(ys, pts)], [100 * r[y]["high"] - v for v, r in zip(ys, pts)]]
+        line = ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2, elinewidth=0.5,
+                           label=label)
+        for xv, yv, r in zip(xs, ys, pts):
+            ax.annotate(f"{r['scale']:g}", (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                        color=line[0].get_color())
+    ax.set_xlabel(f"{x} (%, judge features, k-NN)")
+    ax.set_ylabel(f"{y} of the caption correct (%)" if y == "all" else f"{y} (%)")
+    ax.legend(fontsize=7)
+    return ax

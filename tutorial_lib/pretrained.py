@@ -17,7 +17,7 @@ file                            what
 ``*_config.json``               the configs; ``schedule.json`` the noise schedule
 ``training.json``               how they were trained (commands, times, metrics)
 ``scenes/snapshots/``           the scenes' weak U-Net at steps 100, 300, 1000 of its
-                                run (:func:`load_snapshots`, notebook 09), own manifest
+                                run (:func:`load_snapshots`, notebook 10), own manifest
 ==============================  =============================================
 
 Usage::
@@ -155,13 +155,14 @@ def _file_status(name: str, data: bytes, expected: str) -> str:
     return "ok" if got == expected else f"sha256 mismatch (expected {expected[:12]}..., got {got[:12]}...)"
 
 
-def verify_assets(directory: str | Path | None = None) -> dict[str, str]:
+def verify_assets(directory: str | Path | None = None, required: bool = True) -> dict[str, str]:
     """Check every file of the manifest; returns ``{file: status}``.
 
     Status is ``"ok"``, ``"missing"``, ``"truncated: ..."`` / ``"corrupt: ..."``
     (safetensors whose size disagrees with their header) or ``"sha256 mismatch
     (expected ..., got ...)"``. Files the loader needs but the manifest does not
-    list are reported as ``"not in manifest"``. Never raises for a bad file
+    list are reported as ``"not in manifest"`` (``required=False``: only the manifest's own files,
+    for folders that are not a full model set). Never raises for a bad file
     (only for a missing or malformed manifest); :func:`load_pretrained` turns a
     bad status into an :class:`AssetVerificationError` naming the file.
     """
@@ -171,7 +172,7 @@ def verify_assets(directory: str | Path | None = None) -> dict[str, str]:
     for name, expected in manifest.items():
         path = directory / name
         status[name] = _file_status(name, path.read_bytes(), expected) if path.is_file() else "missing"
-    for component, files in COMPONENT_FILES.items():
+    for component, files in (COMPONENT_FILES.items() if required else ()):
         for name in files:
             if name not in status and component not in OPTIONAL_COMPONENTS:
                 status[name] = "not in manifest" if (directory / name).is_file() else "missing"
@@ -427,7 +428,7 @@ def load_pretrained(
 
 def load_snapshots(directory: str | Path | None = None, verify: bool = True,
                    device: str | torch.device = "cpu") -> dict[int, torch.nn.Module]:
-    """The scenes' weak U-Net as it was at several steps of its training run. Notebook 09.
+    """The scenes' weak U-Net as it was at several steps of its training run. Notebook 10.
 
     ``{step: ConditionalUNet}`` in increasing step order, each in eval mode with
     ``requires_grad=False`` and float32 weights, built from the folder's one

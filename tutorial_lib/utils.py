@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -85,3 +87,19 @@ def show_source(obj, fold_docstring: bool = True) -> None:
         summary = inspect.getdoc(obj).splitlines()[0]
         lines[first.lineno - 1 : first.end_lineno] = [f'{indent}"""{summary} (docstring: help({obj.__name__}))"""']
     print("\n".join(lines))
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run a block with ``num_threads`` torch intra-op threads, then restore the count
+    (``None`` leaves it alone). For loops of many tiny tensor operations (the 2-D mixtures),
+    where two threads on a busy CPU measured many times slower than one."""
+    if num_threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
