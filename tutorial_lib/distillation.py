@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -45,18 +45,18 @@ STUDENT_DIR = Path(__file__).resolve().parent / "assets" / "models" / "mixture_s
 class DistillationConfig:
     """Options of :func:`distill_guidance` (defaults: a few seconds on one CPU thread)."""
 
-    steps: int = 1500
-    batch_size: int = 512
-    learning_rate: float = 3e-3
-    gamma_min: float = 1.0
-    gamma_max: float = 7.0
-    hidden: int = 128
-    seed: int = 0
+    steps: int = field(default=1500, metadata={"low": 1})
+    batch_size: int = field(default=512, metadata={"low": 1})
+    learning_rate: float = field(default=3e-3, metadata={"low": 0.0, "open_low": True})
+    gamma_min: float = field(default=1.0, metadata={"low": 0.0})
+    gamma_max: float = field(default=7.0, metadata={"low": 0.0})
+    hidden: int = field(default=128, metadata={"low": 1})
+    seed: int = field(default=0, metadata={"low": 0})
 
     def __post_init__(self):
         _checks.fields(self)
-        if not 0 <= self.gamma_min <= self.gamma_max:
-            raise ValueError(f"need 0 <= gamma_min <= gamma_max, got {self.gamma_min}, {self.gamma_max}")
+        _checks.that(self.gamma_min <= self.gamma_max,
+                     f"need gamma_min <= gamma_max, got {self.gamma_min}, {self.gamma_max}")
 
 
 class GuidanceStudent(nn.Module):
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(STUDENT_DIR))
-    parser.add_argument("--steps", type=int, default=DistillationConfig.steps)
+    parser.add_argument("--steps", type=int, default=DistillationConfig().steps)
     args = parser.parse_args(argv)
     config = DistillationConfig(steps=args.steps)
     with torch_threads(1):

@@ -167,6 +167,8 @@ def pareto_curves(ax, rows: Sequence[dict], methods: dict[str, str], x: str = "r
     """
     for method, label in methods.items():
         pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["scale"])
+        if not pts:  # a method whose committed rows are absent
+            continue
         xs, ys = [100 * r[x]["value"] for r in pts], [100 * r[y]["value"] for r in pts]
         xerr = [[v - 100 * r[x]["low"] for v, r in zip(xs, pts)], [100 * r[x]["high"] - v for v, r in zip(xs, pts)]]
         yerr = [[v - 100 * r[y]["low"] for v, r in zip(ys, pts)], [100 * r[y]["high"] - v for v, r in zip(ys, pts)]]

@@ -62,10 +62,10 @@ def _diagnose_apg(case: Case, got: torch.Tensor) -> str | None:
     if close(diff - par_raw + eta * par_raw):
         return "project onto the UNIT vector pred_cond/‖pred_cond‖, else the parallel part scales with ‖pred_cond‖²."
     parallel = diff - reference_apg_update(diff, cond, 0.0)
-    if close(eta * (diff - parallel) + parallel):
-        return "η weights the PARALLEL component (the one that oversaturates); the orthogonal one is kept."
     if close(parallel):
         return "you returned Δ_∥; APG keeps Δ_⊥ and adds η Δ_∥."
+    if close(eta * (diff - parallel) + parallel):
+        return "η weights the PARALLEL component (the one that oversaturates); the orthogonal one is kept."
     return None
 
 
