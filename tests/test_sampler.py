@@ -26,7 +26,7 @@ from tutorial_lib.guiders import (
     ClassifierGuidance,
     WeightedPromptsGuidance,
 )
-from tutorial_lib.sampler import ConditionalDDIMSampler, DDIMStepOutput, SamplerConfig
+from tutorial_lib.sampler import ConditionalDDIMSampler, DDIMStepOutput, SamplerConfig, Trajectory
 from tutorial_lib.schedule import NoiseSchedule
 
 torch.set_num_threads(1)
@@ -173,7 +173,8 @@ def test_trajectory_equals_diffusers_and_ddim_equations(eta, spacing, clip, ptyp
     gamma, offset = 3.0, (1 if spacing == "leading" else 0)
     latents, zs = _noises(7, STEPS)
     sampler = _sampler(model, schedule, timestep_spacing=spacing, steps_offset=offset, clip_sample=clip)
-    x_ours, traj = sampler.sample(
+    traj = Trajectory()
+    x_ours = sampler.sample(
         SHAPE,
         cond,
         neg,
@@ -183,7 +184,7 @@ def test_trajectory_equals_diffusers_and_ddim_equations(eta, spacing, clip, ptyp
         generator=torch.Generator().manual_seed(7),
         latents=latents,
         progress=False,
-        return_intermediates=True,
+        callback=traj,
     )
 
     sched = DDIMScheduler(
@@ -252,7 +253,8 @@ def test_trailing_spacing_when_n_does_not_divide_T(n):
     model, schedule = TinyDenoiser(), NoiseSchedule()
     cond, neg = _embeddings()
     latents, _ = _noises(4, 0)
-    _, traj = _sampler(model, schedule, timestep_spacing="trailing").sample(
+    traj = Trajectory()
+    _sampler(model, schedule, timestep_spacing="trailing").sample(
         SHAPE,
         cond,
         neg,
@@ -260,7 +262,7 @@ def test_trailing_spacing_when_n_does_not_divide_T(n):
         num_inference_steps=n,
         latents=latents,
         progress=False,
-        return_intermediates=True,
+        callback=traj,
     )
     ts = traj["timesteps"]
     assert not _diffusers_right(ts, 1000, n)
@@ -491,11 +493,12 @@ def test_per_image_prompt_weights_equal_sampling_each_image_alone():
 
 
 # ------------------------------------------------------------ outputs and randomness
-def test_return_intermediates_and_callback():
+def test_trajectory_and_callback():
     model, schedule = TinyDenoiser(), NoiseSchedule()
     cond, neg = _embeddings()
     seen = []
-    x0, traj = _sampler(model, schedule).sample(
+    traj = Trajectory()
+    x0 = _sampler(model, schedule).sample(
         SHAPE,
         cond,
         neg,
@@ -503,8 +506,7 @@ def test_return_intermediates_and_callback():
         num_inference_steps=4,
         generator=torch.Generator().manual_seed(0),
         progress=False,
-        return_intermediates=True,
-        callback=lambda i, t, x, xh: seen.append((i, t, x.shape, xh.shape)),
+        callback=traj,
     )
     assert traj["x_t"].shape == (5, *SHAPE) and traj["pred_x0"].shape == (4, *SHAPE)
     assert torch.equal(traj["timesteps"], schedule.timesteps(4))
@@ -512,6 +514,8 @@ def test_return_intermediates_and_callback():
         traj["x_t"][0], torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
     )
     assert torch.equal(traj["x_t"][-1], x0)
+    _sampler(model, schedule).sample(SHAPE, cond, neg, ClassifierFreeGuidance(2.0), num_inference_steps=4,
+                                     progress=False, callback=lambda i, t, x, xh: seen.append((i, t, x.shape, xh.shape)))
     assert [s[:2] for s in seen] == [(0, 750), (1, 500), (2, 250), (3, 0)]
     assert all(s[2] == SHAPE and s[3] == SHAPE for s in seen)
 
@@ -533,7 +537,8 @@ def test_points_any_sample_shape():
     model, schedule = PointDenoiser(), NoiseSchedule(beta_schedule="cosine")
     g = torch.Generator().manual_seed(0)
     cond, neg = torch.randn(5, 1, D, generator=g), torch.zeros(5, 1, D)
-    x, traj = _sampler(model, schedule, thresholding=True, sample_max_value=2.0).sample(
+    traj = Trajectory()
+    x = _sampler(model, schedule, thresholding=True, sample_max_value=2.0).sample(
         (5, 2),
         cond,
         neg,
@@ -542,7 +547,7 @@ def test_points_any_sample_shape():
         eta=0.5,
         generator=g,
         progress=False,
-        return_intermediates=True,
+        callback=traj,
     )
     assert x.shape == (5, 2) and traj["x_t"].shape == (9, 5, 2) and bool(torch.isfinite(x).all())
 

@@ -55,7 +55,7 @@ from .guidance import dynamic_threshold
 from .guiders import CFG_MODES, ClassifierFreeGuidance, GuidanceStep, Guider
 from .schedule import PREDICTION_TYPES, TIMESTEP_SPACINGS, NoiseSchedule
 
-__all__ = ["ConditionalDDIMSampler", "SamplerConfig", "DDIMStepOutput", "CFG_MODES"]
+__all__ = ["ConditionalDDIMSampler", "SamplerConfig", "DDIMStepOutput", "Trajectory", "CFG_MODES"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,31 @@ class DDIMStepOutput(NamedTuple):
     prev_sample: torch.Tensor  # x_{t'}
     pred_original_sample: torch.Tensor  # x̂_0 (after clipping/thresholding)
     pred_epsilon: torch.Tensor  # the ε used in the direction term
+
+
+class Trajectory:
+    """A sampling callback that records the run: pass ``callback=Trajectory()`` to ``sample``.
+
+    Afterwards ``traj["timesteps"]`` is ``(n,)``, ``traj["x_t"]`` ``(n+1, *shape)`` from x_T to
+    x_0 and ``traj["pred_x0"]`` ``(n, *shape)`` (x̂_0 of every step). The sampler calls
+    :meth:`start` with x_T before the first step, then the instance after every step.
+    """
+
+    def __init__(self):
+        self._t, self._x, self._x0 = [], [], []
+
+    def start(self, x_T: torch.Tensor) -> None:
+        self._t, self._x, self._x0 = [], [x_T], []
+
+    def __call__(self, step_index: int, t: int, x_prev: torch.Tensor, pred_x0: torch.Tensor) -> None:
+        self._t.append(t)
+        self._x.append(x_prev)
+        self._x0.append(pred_x0)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key == "timesteps":
+            return torch.tensor(self._t, dtype=torch.long)
+        return torch.stack({"x_t": self._x, "pred_x0": self._x0}[key])
 
 
 class ConditionalDDIMSampler:
@@ -205,9 +230,8 @@ class ConditionalDDIMSampler:
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         callback: Callable | None = None,
-        return_intermediates: bool = False,
         progress: bool = True,
-    ):
+    ) -> torch.Tensor:
         """Generate samples by guided DDIM, from x_T ~ N(0, I) to x_0.
 
         Args:
@@ -226,14 +250,13 @@ class ConditionalDDIMSampler:
             generator: draws, in order, x_T (unless ``latents`` is given) then,
                 when η > 0, one z of the sample's shape at every step.
             latents: x_T of shape ``shape`` (else drawn with ``generator``).
-            callback: called after every step as ``callback(step_index, t, x_prev, pred_x0)``.
-            return_intermediates: also return the trajectory.
+            callback: called after every step as ``callback(step_index, t, x_prev, pred_x0)``
+                (and, if it has a ``start`` method, once with x_T first): a :class:`Trajectory`
+                records every x_t and x̂_0.
             progress: show a tqdm progress bar.
 
         Returns:
-            x_0 of shape ``shape``; with ``return_intermediates`` a pair
-            ``(x_0, {"timesteps": (n,), "x_t": (n+1, *shape) from x_T to x_0,
-            "pred_x0": (n, *shape)})``.
+            x_0 of shape ``shape``.
         """
         shape = _checks.sizes("shape", shape, min_dims=2)
         context_dim = getattr(self.denoiser, "context_dim", None)
@@ -248,7 +271,8 @@ class ConditionalDDIMSampler:
         x = self._initial_latents(latents, shape, generator, ref)
 
         guider.reset()
-        traj_x, traj_x0 = [x], []
+        if hasattr(callback, "start"):
+            callback.start(x)
         steps = timesteps.tolist()
         for i, t in enumerate(tqdm(steps, desc="DDIM", disable=not progress)):
             t_prev = steps[i + 1] if i + 1 < len(steps) else -1
@@ -256,14 +280,9 @@ class ConditionalDDIMSampler:
                                 negative_prompt_embeds, self.denoiser, self.cfg_mode, self.prediction_type)
             model_output = guider(step)  # the guided prediction
             x, x0, _ = self.step(model_output, t, x, t_prev, eta=eta, generator=generator)
-            if return_intermediates:
-                traj_x.append(x)
-                traj_x0.append(x0)
             if callback is not None:
                 callback(i, t, x, x0)
-        if not return_intermediates:
-            return x
-        return x, {"timesteps": timesteps, "x_t": torch.stack(traj_x), "pred_x0": torch.stack(traj_x0)}
+        return x
 
     @staticmethod
     def _initial_latents(latents, shape, generator, ref: torch.Tensor) -> torch.Tensor:
