@@ -137,12 +137,57 @@ def cfg_rows(model, model_name: str, batches=(1, 8, 64), repeats: int = 3) -> li
     return rows
 
 
+def pipeline_row(steps: int = 10, repeats: int = 7) -> dict:
+    """The course sampler's loop against StableDiffusionPipeline's on the same (tiny, random) SD
+    components: the same prompt embeddings, γ, x_T and steps; the pipeline with
+    ``output_type="latent"`` (no VAE decode) and embeddings given (no text encoding)."""
+    import diffusers
+
+    from tutorial_lib.guiders import ClassifierFreeGuidance
+    from tutorial_lib.sd_bridge import SD_SAMPLER_CONFIG, DiffusersUNetDenoiser, sd_noise_schedule, tiny_sd_components
+    from tutorial_lib.text import encode_prompt
+
+    parts = tiny_sd_components(seed=0, sample_size=16)
+    pipe = diffusers.StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    sampler = ConditionalDDIMSampler(DiffusersUNetDenoiser(parts["unet"]), sd_noise_schedule(), SD_SAMPLER_CONFIG,
+                                     cfg_mode="batched")
+    cond, neg = encode_prompt(parts["tokenizer"], parts["text_encoder"], ["a red circle"])
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def ours():
+        sampler.sample(latents.shape, cond, neg, ClassifierFreeGuidance(7.5), steps, latents=latents.clone(),
+                       progress=False)
+
+    def theirs():
+        pipe(prompt_embeds=cond, negative_prompt_embeds=neg, height=128, width=128, num_inference_steps=steps,
+             guidance_scale=7.5, latents=latents.clone(), output_type="latent")
+
+    times = {"ours": [], "theirs": []}
+    ours(), theirs()  # warm-up
+    for _ in range(repeats):  # interleaved, so a load spike hits both
+        for key, fn in (("ours", ours), ("theirs", theirs)):
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "name": "sampler loop vs StableDiffusionPipeline",
+        "value": round(best["ours"] / best["theirs"], 3),
+        "unit": "x (course time / pipeline time)",
+        "note": f"tiny random SD components (UNet2DConditionModel, 16x16 latents), batch 1, {steps} DDIM steps, "
+        f"batched CFG γ=7.5, best of {repeats}: course {best['ours'] * 1e3:.0f} ms, pipeline "
+        f"{best['theirs'] * 1e3:.0f} ms; budget <= 1",
+    }
+
+
 @torch.no_grad()
 def rows() -> list[dict]:
     """All sampler rows (about 30-60 s on the 2-core CI CPU)."""
     model, name, params = _model()
     name = f"{name} ({params / 1e6:.2f}M params)"
-    return [overhead_row(model, name), *cfg_rows(model, name)]
+    return [overhead_row(model, name), *cfg_rows(model, name), pipeline_row()]
 
 
 if __name__ == "__main__":
