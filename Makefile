@@ -19,7 +19,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-scenes eval-guiders clean distclean \
+.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-shapes eval-scenes eval-guiders clean distclean \
         student html test-site test-lab
 
 help: ## Show this help
@@ -75,7 +75,12 @@ train: venv ## Retrain every shipped model from scratch (full configs, about 1-2
 train-fast: venv ## The fast configs (minutes), as used by the appendix notebook
 	bash scripts/train_all.sh fast
 
-eval: venv ## Evaluate the shipped models and rewrite docs/results.md
+eval: venv ## Every committed sweep: shapes (docs/results.md), scenes and guiders (docs/results_scenes.md, results_guiders.md); about 3 h on 2 cores
+	$(TEST_ENV) $(PY) scripts/evaluate.py
+	$(TEST_ENV) $(PY) scripts/evaluate_scenes.py
+	$(TEST_ENV) $(PY) scripts/evaluate_guiders.py
+
+eval-shapes: venv ## Only the shapes sweep -> docs/results.md
 	$(TEST_ENV) $(PY) scripts/evaluate.py
 
 eval-scenes: venv ## The scenes sweep (fidelity, Frechet distance, precision/recall) -> docs/results_scenes.md

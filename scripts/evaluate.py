@@ -225,6 +225,15 @@ def _pct(x) -> str:
     return "—" if x is None or x != x else f"{100 * x:.1f}"
 
 
+SCENES_POINTER = (
+    "This file is the **shapes** world (one object per image; guidance has little left to do). The "
+    "**scenes** world, where γ = 1 is clearly imperfect, has its own committed sweeps, written by the same "
+    "`make eval`: `results_scenes.md` / `results_scenes.json` (CFG with thresholding, rescale and a guidance "
+    "interval; fidelity, Fréchet distance, precision/recall, free-attribute coverage, N = 512 per point) and "
+    "`results_guiders.md` / `results_guiders.json` (APG, CFG-Zero*, autoguidance, PAG on the same captions and noise)."
+)
+
+
 def to_markdown(results: dict) -> str:
     cfg = results["config"]
     lines = [
@@ -232,6 +241,8 @@ def to_markdown(results: dict) -> str:
         "",
         "Written by `scripts/evaluate.py` (`make eval`); do not edit by hand. "
         "Numbers are measured on the machine and settings below.",
+        "",
+        SCENES_POINTER,
         "",
         f"- Sampler: the course's `ConditionalDDIMSampler`, {cfg['steps']} DDIM steps, η = 0, "
         f"`timestep_spacing=\"leading\"`, two-pass CFG; torch {cfg['torch']}, torch threads: {cfg['threads']}.",
