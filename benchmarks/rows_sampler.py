@@ -144,7 +144,12 @@ def pipeline_row(steps: int = 10, repeats: int = 7) -> dict:
     import diffusers
 
     from tutorial_lib.guiders import ClassifierFreeGuidance
-    from tutorial_lib.sd_bridge import SD_SAMPLER_CONFIG, DiffusersUNetDenoiser, sd_noise_schedule, tiny_sd_components
+    from tutorial_lib.sd_bridge import (
+        SD_SAMPLER_CONFIG,
+        DiffusersUNetDenoiser,
+        sd_noise_schedule,
+        tiny_sd_components,
+    )
     from tutorial_lib.text import encode_prompt
 
     parts = tiny_sd_components(seed=0, sample_size=16)

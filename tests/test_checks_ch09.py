@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from tutorial_lib.checks import ExerciseCheckFailed, ch09, check_apg_update, check_equal_fidelity, check_saturation
+from tutorial_lib.checks import (
+    ExerciseCheckFailed,
+    ch09,
+    check_apg_update,
+    check_equal_fidelity,
+    check_saturation,
+)
 from tutorial_lib.guiders import AdaptiveProjectedGuidance
 
 

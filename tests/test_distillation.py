@@ -46,7 +46,7 @@ def test_save_load_round_trip_and_a_modified_file_is_named(tmp_path):
     student = GuidanceStudent(2, 3, hidden=8)
     save_student(student, DistillationConfig(steps=1), tmp_path / "s")
     loaded = load_student(tmp_path / "s")
-    for (k, v), (_, w) in zip(student.state_dict().items(), loaded.state_dict().items()):
+    for (k, v), (_, w) in zip(student.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
     shutil.copytree(STUDENT_DIR, tmp_path / "bad")
     (tmp_path / "bad" / "student_config.json").write_text("{}")

@@ -10,7 +10,12 @@ import torch
 
 from tutorial_lib.guiders import ClassifierFreeGuidance
 from tutorial_lib.sampler import ConditionalDDIMSampler
-from tutorial_lib.sd_bridge import SD_SAMPLER_CONFIG, DiffusersUNetDenoiser, sd_noise_schedule, tiny_sd_components
+from tutorial_lib.sd_bridge import (
+    SD_SAMPLER_CONFIG,
+    DiffusersUNetDenoiser,
+    sd_noise_schedule,
+    tiny_sd_components,
+)
 from tutorial_lib.text import encode_prompt
 
 diffusers = pytest.importorskip("diffusers")

@@ -16,7 +16,6 @@ themselves import neither sampler nor guiders).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from .mixture import (
 from .sampler import ConditionalDDIMSampler, SamplerConfig
 from .schedule import NoiseSchedule
 from .tilted import _fmt_vec, tilted_target
+from .utils import torch_threads
 
 __all__ = [
     "ddpm_sample",
@@ -184,20 +184,6 @@ def ddpm_sample(
     return x, {"timesteps": torch.arange(T - 1, -1, -1), "x_t": torch.stack(traj)}
 
 
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None):
-    """Temporarily set torch's intra-op thread count (``None``: leave it alone)."""
-    if num_threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(_checks.integer("num_threads", num_threads, 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _resolve_schedule(mixture: GaussianMixture, schedule: Any) -> NoiseSchedule:
     sched = mixture.schedule if schedule is None else schedule
     return _checks.instance("schedule", sched, NoiseSchedule, "a NoiseSchedule for sampling")
@@ -265,7 +251,8 @@ def sample_guided(
     null = mixture.condition_context(None, n, dtype=dtype)
     if latents is not None:
         latents = latents.to(dtype).reshape(n, mixture.dim)
-    with _torch_threads(num_threads):
+    num_threads = None if num_threads is None else _checks.integer("num_threads", num_threads, 1)
+    with torch_threads(num_threads):
         if method == "ddpm":
             return ddpm_sample(oracle, sched, (n, mixture.dim), cond, null, guidance_scale,
                                generator=generator, guidance_interval=guidance_interval, latents=latents)

@@ -170,11 +170,11 @@ def pareto_curves(ax, rows: Sequence[dict], methods: dict[str, str], x: str = "r
         if not pts:  # a method whose committed rows are absent
             continue
         xs, ys = [100 * r[x]["value"] for r in pts], [100 * r[y]["value"] for r in pts]
-        xerr = [[v - 100 * r[x]["low"] for v, r in zip(xs, pts)], [100 * r[x]["high"] - v for v, r in zip(xs, pts)]]
-        yerr = [[v - 100 * r[y]["low"] for v, r in zip(ys, pts)], [100 * r[y]["high"] - v for v, r in zip(ys, pts)]]
+        xerr = [[v - 100 * r[x]["low"] for v, r in zip(xs, pts, strict=True)], [100 * r[x]["high"] - v for v, r in zip(xs, pts, strict=True)]]
+        yerr = [[v - 100 * r[y]["low"] for v, r in zip(ys, pts, strict=True)], [100 * r[y]["high"] - v for v, r in zip(ys, pts, strict=True)]]
         line = ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2, elinewidth=0.5,
                            label=label)
-        for xv, yv, r in zip(xs, ys, pts):
+        for xv, yv, r in zip(xs, ys, pts, strict=True):
             ax.annotate(f"{r['scale']:g}", (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
                         color=line[0].get_color())
     ax.set_xlabel(f"{x} (%, judge features, k-NN)")

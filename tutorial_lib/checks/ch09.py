@@ -52,7 +52,6 @@ def _apg_cases() -> list[Case]:
 
 def _diagnose_apg(case: Case, got: torch.Tensor) -> str | None:
     diff, cond, eta = case.args
-    ref = reference_apg_update(diff, cond, eta)
     close = lambda a: a.shape == got.shape and bool(torch.allclose(got, a, atol=1e-5, rtol=1e-4))  # noqa: E731
     whole = cond / cond.norm()
     par_whole = (diff * whole).sum() * whole
