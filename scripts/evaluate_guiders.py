@@ -56,7 +56,7 @@ def methods(models) -> dict[str, tuple]:
     return {
         "apg": ([3, 5, 7.5, 10, 15, 20], lambda g: AdaptiveProjectedGuidance(g, eta=0.0, norm_threshold=0.0), 20,
                 "caption"),
-        "apg_paper": ([3, 7.5, 10, 15, 20],
+        "apg_paper": ([3, 7.5, 15],
                       lambda g: AdaptiveProjectedGuidance(g - 1, eta=0.0, norm_threshold=0.0, space="x0",
                                                           use_original_formulation=True), 20, "caption"),
         "cfg_zero_star": ([3, 7.5, 15], lambda g: ClassifierFreeZeroStarGuidance(g, zero_init_steps=0), 20, "caption"),

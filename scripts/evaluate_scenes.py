@@ -176,6 +176,34 @@ def _ci(m: dict, pct: bool = True) -> str:
     return f"{f(m['value'])} [{f(m['low'])}, {f(m['high'])}]"
 
 
+def reading(points: list[dict]) -> list[str]:
+    """What the plain-CFG curve shows, computed from the points (so a rerun rewrites it), and which
+    (captions, variant) sets were measured."""
+    lines = ["What the plain-CFG curve shows (computed from the table):", ""]
+    for kind in ("full", "partial"):
+        plain = sorted((p for p in points if p["captions"] == kind and p["variant"] == "plain"),
+                       key=lambda p: p["guidance_scale"])
+        if not plain:
+            continue
+        at = {p["guidance_scale"]: p for p in plain}
+        best_binding = max(plain, key=lambda p: p["binding"]["value"])
+        best_fd = min(plain, key=lambda p: p["frechet_distance"]["value"])
+        lines.append(
+            f"- {kind} captions: binding {100 * at[1]['binding']['value']:.1f} % at γ = 1, highest "
+            f"{100 * best_binding['binding']['value']:.1f} % at γ = {best_binding['guidance_scale']:g}, "
+            f"{100 * plain[-1]['binding']['value']:.1f} % at γ = {plain[-1]['guidance_scale']:g}; recall "
+            f"{100 * at[1]['recall']['value']:.1f} % at γ = 1 → {100 * plain[-1]['recall']['value']:.1f} % at "
+            f"γ = {plain[-1]['guidance_scale']:g}; the Fréchet distance is lowest at γ = {best_fd['guidance_scale']:g} "
+            f"({best_fd['frechet_distance']['value']:.1f}) and {plain[-1]['frechet_distance']['value']:.1f} at "
+            f"γ = {plain[-1]['guidance_scale']:g}.")
+    measured = {}
+    for p in points:
+        measured.setdefault((p["captions"], p["variant"]), []).append(p["guidance_scale"])
+    lines += ["", "Measured sets (captions / variant: scales): " + "; ".join(
+        f"{k[0]} / {k[1]}: {', '.join(f'{g:g}' for g in sorted(v))}" for k, v in measured.items()) + "."]
+    return lines
+
+
 def to_markdown(results: dict) -> str:
     cfg = results["config"]
     lines = ["# Scenes: the guidance-scale sweep", "",
@@ -185,6 +213,7 @@ def to_markdown(results: dict) -> str:
     for kind, floor in results["reference"].items():
         lines.append(f"Noise floor ({kind} captions, two independent real sets): FD {floor['frechet_distance']:.1f}, "
                      f"precision {floor['precision']:.3f}, recall {floor['recall']:.3f}.")
+    lines += ["", *reading(results["points"])]
     lines += ["", "| captions | variant | γ | all % | binding % | relation % | count % | FD | precision % | "
               "recall % | out of range % | s/image |", "|" + "---|" * 12]
     for r in results["points"]:
