@@ -145,7 +145,8 @@ def main(argv=None) -> int:
                           "machine": platform.processor() or platform.machine(), "torch": torch.__version__},
                "reference": {}, "points": []}
     if args.resume and Path(args.json).exists():
-        results["points"] = json.loads(Path(args.json).read_text())["points"]
+        previous = json.loads(Path(args.json).read_text())
+        results["points"], results["reference"] = previous["points"], previous.get("reference", {})
     done = {(r["captions"], r["variant"], r["guidance_scale"]) for r in results["points"]}
     for kind in args.captions:
         labels, captions, spec, real = caption_set(kind, args.n, args.seed + (0 if kind == "full" else 100))
