@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from evaluate_scenes import _ci, caption_set, measure, reference  # noqa: E402
 
+from tutorial_lib.after_cfg import paper_apg  # noqa: E402
 from tutorial_lib.evaluation import sample_images  # noqa: E402
 from tutorial_lib.guiders import (  # noqa: E402
     AdaptiveProjectedGuidance,
@@ -56,9 +57,7 @@ def methods(models) -> dict[str, tuple]:
     return {
         "apg": ([3, 5, 7.5, 10, 15, 20], lambda g: AdaptiveProjectedGuidance(g, eta=0.0, norm_threshold=0.0), 20,
                 "caption"),
-        "apg_paper": ([3, 7.5, 15],
-                      lambda g: AdaptiveProjectedGuidance(g - 1, eta=0.0, norm_threshold=0.0, space="x0",
-                                                          use_original_formulation=True), 20, "caption"),
+        "apg_paper": ([3, 7.5, 15], paper_apg, 20, "caption"),
         "cfg_zero_star": ([3, 7.5, 15], lambda g: ClassifierFreeZeroStarGuidance(g, zero_init_steps=0), 20, "caption"),
         "cfg_zero_star_zero_init": ([7.5], lambda g: ClassifierFreeZeroStarGuidance(g, zero_init_steps=1), 20,
                                     "caption"),
