@@ -1,0 +1,180 @@
+"""The experiments of notebook 10 on the course's trained scenes model: A1111's knobs, measured.
+
+Above the sampler (it runs it). Three questions, each answered on the same captions and the
+same initial noise, judged by the scenes classifier (never used to guide):
+
+1. :func:`min_uncond_rows` — what does ``s_min_uncond`` (skip the unconditional pass below a
+   noise level σ) save in denoiser calls, and what does it cost in fidelity and recall?
+2. :func:`emphasis_rows` — on two-object captions "A and B", does emphasis ``A and (B:w)``
+   (A1111: scale B's encoder features by w, rescale the context's mean) make B appear more
+   often, and how does that compare with composing ``A and B AND B :w`` (a second guided
+   prompt, one more denoiser pass per step)?
+3. :func:`negative_prompt_without_uncond` — a guidance-distilled or few-step model sampled
+   with ``guidance_scale ≤ 1`` never evaluates the unconditional branch, so a negative prompt
+   cannot change its output: shown on the pipeline's own code path (latents equal).
+
+``scripts/evaluate_a1111.py`` runs 1 and 2 at N = 256 and commits ``docs/results_a1111.*``;
+the notebook runs a small live version of each, labelled with its n.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import _checks
+from .a1111 import MinUncondGuidance, encode_prompt_with_emphasis
+from .evaluation import wilson_interval
+from .guiders import ClassifierFreeGuidance, WeightedPromptsGuidance
+from .scenes import (
+    KINDS,
+    MAX_OBJECTS,
+    OBJECT_ATTRIBUTES,
+    caption_from_labels,
+    caption_spec,
+    sample_labels,
+)
+
+__all__ = ["two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
+           "min_uncond_rows", "emphasis_rows", "negative_prompt_without_uncond"]
+
+
+def two_object_scenes(n: int, seed: int = 0) -> tuple[dict, list[str], dict]:
+    """``(labels, captions, spec)`` of ``n`` seeded scenes with captions "A and B" (two objects)."""
+    n = _checks.positive("n", n)
+    g = torch.Generator().manual_seed(seed)
+    labels = sample_labels(20 * n, g)  # "and" captions with two objects are about 1/10 of all
+    keep = ((labels["kind"] == KINDS.index("and")) & (labels["count"] == 2)).nonzero().squeeze(1)[:n]
+    labels = {k: v[keep] for k, v in labels.items()}
+    return labels, caption_from_labels(labels), caption_spec(labels)
+
+
+def object_found(reading: dict[str, torch.Tensor], spec: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(N, 3)`` bool: is the caption's j-th object in the image — some present cell with
+    every attribute the caption states for it (False for slots the caption does not use)?
+    Unlike ``scene_scores``' binding, two objects may be found in the same cell."""
+    used = torch.arange(MAX_OBJECTS).view(1, -1) < spec["count"].view(-1, 1)
+    found = []
+    for j in range(MAX_OBJECTS):
+        ok = reading["present"].clone()  # (N, cells)
+        for name in OBJECT_ATTRIBUTES:
+            want = spec[name][:, j : j + 1]
+            ok &= (want < 0) | (reading[name] == want)
+        found.append(ok.any(1))
+    return torch.stack(found, 1) & used
+
+
+def second_objects(captions: list[str]) -> list[str]:
+    """"A and B" → "B" (the second object's noun phrase)."""
+    return [c.split(" and ", 1)[1] for c in captions]
+
+
+def emphasised_captions(captions: list[str], weight: float) -> list[str]:
+    """"A and B" → "A and (B:w)", A1111's emphasis syntax on the second object."""
+    return [f"{c.split(' and ', 1)[0]} and ({b}:{weight:g})" for c, b in zip(captions, second_objects(captions),
+                                                                              strict=True)]
+
+
+@torch.no_grad()
+def generate(models, prompt_embeds, negative_prompt_embeds: torch.Tensor, guider, latents: torch.Tensor,
+             num_inference_steps: int = 20, chunk: int = 16) -> torch.Tensor:
+    """Images ``(N, 3, H, W)`` from the scenes model, ``chunk`` at a time; ``prompt_embeds`` one
+    ``(N, 77, D)`` tensor or a list of them (weighted prompts); ``guider`` a Guider or a function
+    ``rows -> Guider`` (per-image options)."""
+    from .guiders import Guider
+
+    sampler, n, out = models.sampler(cfg_mode="two_pass"), latents.shape[0], []
+    conds = prompt_embeds if isinstance(prompt_embeds, (list, tuple)) else [prompt_embeds]
+    for i in range(0, n, chunk):
+        rows = slice(i, min(i + chunk, n))
+        g = guider if isinstance(guider, Guider) else guider(rows)
+        c = [x[rows] for x in conds] if len(conds) > 1 else conds[0][rows]
+        out.append(sampler.sample(tuple(latents[rows].shape), c, negative_prompt_embeds[rows], g,
+                                  num_inference_steps, latents=latents[rows], progress=False))
+    return torch.cat(out)
+
+
+def _rate(ok: torch.Tensor) -> dict:
+    k, n = int(ok.sum()), ok.numel()
+    low, high = wilson_interval(k, n)
+    return {"value": k / n, "low": low, "high": high, "n": n}
+
+
+def min_uncond_rows(models, captions: list[str], latents: torch.Tensor, thresholds=(0.0, 0.5, 1.0, 2.0, 4.0),
+                    guidance_scale: float = 3.0, num_inference_steps: int = 20, measure=None,
+                    chunk: int = 16, all_steps: bool = False) -> list[dict]:
+    """One row per ``s_min_uncond``: denoiser calls per image, skipped steps, wall seconds, and
+    ``measure(images)``'s numbers (e.g. fidelity, Fréchet distance, recall; default: the judge's
+    binding rate). σ_t = √((1 − ᾱ_t)/ᾱ_t) of the scenes schedule; 0 is plain CFG. The skipped
+    steps are the same in every chunk (they depend on the schedule only); ``all_steps`` is A1111's
+    "NGMS all steps" (skip every step below the threshold, not every other one)."""
+    from .evaluation import scene_scores
+    from .scenes import specs_from_captions
+
+    cond, uncond = models.encode(captions)
+    spec = specs_from_captions(captions)
+    measure = measure or (lambda images: {"binding": _rate(scene_scores(models.judge.read(images.clamp(-1, 1)),
+                                                                        spec)["binding"])})
+    rows = []
+    for s in thresholds:
+        guider = MinUncondGuidance(guidance_scale, s_min_uncond=s, all_steps=all_steps)
+        t0 = time.perf_counter()
+        images = generate(models, cond, uncond, guider, latents, num_inference_steps, chunk)
+        seconds = time.perf_counter() - t0
+        calls = 2 * num_inference_steps - guider.skipped_steps
+        rows.append({"s_min_uncond": s, "all_steps": all_steps, "skipped_steps": guider.skipped_steps,
+                     "calls_per_image": calls, "seconds": seconds, **measure(images)})
+    return rows
+
+
+def emphasis_rows(models, captions: list[str], spec: dict, latents: torch.Tensor, emphasis_weights=(1.2, 1.5, 2.0),
+                  and_weights=(0.5, 1.0), guidance_scale: float = 3.0, num_inference_steps: int = 20,
+                  chunk: int = 16) -> list[dict]:
+    """Emphasis on the second object vs a second ``AND`` prompt for it, on "A and B" captions.
+
+    Rows: ``plain`` (w = 1), ``emphasis`` ``A and (B:w)`` with CFG, and ``AND`` — prompts
+    ``[A and B, B]`` with weights ``[1, w]`` in ``WeightedPromptsGuidance`` (A1111's
+    ``A and B AND B :w``, one more denoiser pass per step). Each row: how often the first and the
+    second object are found (:func:`object_found`), both bound to distinct cells with the right
+    count (``scene_scores``' ``all``), denoiser calls per step, seconds.
+    """
+    from .evaluation import scene_scores
+
+    negative = models.encode([""] * len(captions))[0]
+    cfg = ClassifierFreeGuidance(guidance_scale)
+    second = models.encode(second_objects(captions))[0]
+    plain = models.encode(captions)[0]
+    settings = [("plain", 1.0, plain, cfg, 2)]
+    for w in emphasis_weights:
+        embeds = encode_prompt_with_emphasis(models.tokenizer, models.text_encoder, emphasised_captions(captions, w))
+        settings.append(("emphasis", w, embeds, cfg, 2))
+    for w in and_weights:
+        settings.append(("AND", w, [plain, second], WeightedPromptsGuidance([1.0, w], guidance_scale), 3))
+    rows = []
+    for method, w, embeds, guider, calls in settings:
+        t0 = time.perf_counter()
+        images = generate(models, embeds, negative, guider, latents, num_inference_steps, chunk)
+        seconds = time.perf_counter() - t0
+        reading = models.judge.read(images.clamp(-1, 1))
+        found = object_found(reading, spec)
+        rows.append({"method": method, "weight": w, "first_found": _rate(found[:, 0]),
+                     "second_found": _rate(found[:, 1]), "all": _rate(scene_scores(reading, spec)["all"]),
+                     "calls_per_step": calls, "seconds": seconds})
+    return rows
+
+
+@torch.no_grad()
+def negative_prompt_without_uncond(pipe, prompt: str, negative_prompt: str, latents: torch.Tensor,
+                                   guidance_scale: float = 1.0, num_inference_steps: int = 4) -> dict:
+    """Run ``pipe`` (a ``StableDiffusionPipeline``) with and without ``negative_prompt`` at
+    ``guidance_scale`` and report ``{"do_classifier_free_guidance", "max_abs_difference"}``:
+    at γ ≤ 1 diffusers skips the unconditional branch (where the negative prompt would enter),
+    so the latents are equal — what a guidance-distilled or turbo/LCM model, sampled at γ ≤ 1,
+    does with a negative prompt: nothing."""
+    common = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+              "output_type": "latent", "latents": latents}
+    without = pipe(prompt, **common).images
+    with_negative = pipe(prompt, negative_prompt=negative_prompt, **common).images
+    return {"do_classifier_free_guidance": bool(pipe.do_classifier_free_guidance),
+            "max_abs_difference": float((without - with_negative).abs().max())}
