@@ -141,12 +141,10 @@ class CrossAttention(nn.Module):
 
     def _check_inputs(self, x, context, key_padding_mask) -> None:
         _checks.shape("x", x, (None, None, self.query_dim), f"(B, N_img, query_dim={self.query_dim})")
-        _checks.that(context is not None or not self.is_cross_attention, "context is required for "
-                     f"cross-attention (this module was built with context_dim={self.context_dim}); "
-                     "use SelfAttention for self-attention")
+        _checks.that(context is not None or not self.is_cross_attention, "context is required for cross-attention "
+                     f"(this module has context_dim={self.context_dim}); use SelfAttention for self-attention")
         if context is not None:
-            _checks.shape("context", context, (x.shape[0], None, self.context_dim),
-                          f"(B, N_txt, context_dim={self.context_dim})")
+            _checks.shape("context", context, (x.shape[0], None, self.context_dim), "(B, N_txt, context_dim)")
         if key_padding_mask is not None:
             _check_key_padding_mask(key_padding_mask, x.shape[0], (x if context is None else context).shape[1])
 
@@ -264,12 +262,10 @@ class SelfAttention(CrossAttention):
 
 
 def _check_key_padding_mask(mask, batch: int, n_keys: int) -> None:
-    _checks.that(_checks.tensor("key_padding_mask", mask).dtype == torch.bool, "key_padding_mask must be a "
-                 f"bool tensor (True = keep the key), got dtype {mask.dtype}; convert a 0/1 attention_mask "
-                 "with `mask.bool()`", TypeError)
+    _checks.that(_checks.tensor("key_padding_mask", mask).dtype == torch.bool, "key_padding_mask must be a bool "
+                 f"tensor (True = keep the key), got {mask.dtype}; convert a 0/1 mask with `.bool()`", TypeError)
     _checks.shape("key_padding_mask", mask, (batch, n_keys), "(B, N_keys)")
-    _checks.that(bool(mask.any(dim=-1).all()), "key_padding_mask keeps no key in some row (all False): "
-                 "softmax would be NaN; True means keep")
+    _checks.that(bool(mask.any(dim=-1).all()), "key_padding_mask keeps no key in some row (all False): softmax is NaN")
 
 
 @contextlib.contextmanager

@@ -169,8 +169,7 @@ class ConditionedResBlock(nn.Module):
     def _check_inputs(self, x, time_emb, context, key_padding_mask) -> None:
         _checks.shape("x", x, (None, self.in_ch, None, None), f"(B, in_ch={self.in_ch}, H, W)")
         _checks.shape("time_emb", time_emb, (x.shape[0], self.resblock.time_dim), "(B, time_dim)")
-        _checks.shape("context", context, (x.shape[0], None, self.context_dim),
-                      f"(B, N, context_dim={self.context_dim})")
+        _checks.shape("context", context, (x.shape[0], None, self.context_dim), "(B, N, context_dim)")
         if key_padding_mask is not None:
             _check_key_padding_mask(key_padding_mask, x.shape[0], context.shape[1])
 

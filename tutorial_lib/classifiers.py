@@ -65,8 +65,7 @@ ATTRIBUTE_ORDER: tuple[str, ...] = tuple(ATTRIBUTES)
 def _check_channels(channels, num_groups: int) -> tuple[int, ...]:
     """The stage widths as a tuple, each a positive multiple of ``num_groups`` (GroupNorm)."""
     channels = tuple(int(c) for c in channels)
-    _checks.that(channels and all(c > 0 and c % num_groups == 0 for c in channels),
-                 f"channels must be positive multiples of num_groups={num_groups}, got {channels}")
+    _checks.that(channels and all(c > 0 and c % num_groups == 0 for c in channels), f"channels must be positive multiples of num_groups={num_groups}, got {channels}")
     return channels
 
 
@@ -214,10 +213,8 @@ class AttributeClassifier(nn.Module):
             lp = F.log_softmax(logits[a].float(), dim=1)
             if isinstance(y, int):
                 y = torch.full((x.shape[0],), y, dtype=torch.long, device=x.device)
-            _checks.that(isinstance(y, torch.Tensor) and y.shape == (x.shape[0],),
-                         f"labels[{a!r}] must be an int or a ({x.shape[0]},) long tensor")
-            _checks.that(not y.numel() or 0 <= int(y.min()) and int(y.max()) < lp.shape[1],
-                         f"labels[{a!r}] must lie in [0, {lp.shape[1] - 1}]")
+            _checks.that(isinstance(y, torch.Tensor) and y.shape == (x.shape[0],), f"labels[{a!r}] must be an int or a ({x.shape[0]},) long tensor")
+            _checks.that(not y.numel() or 0 <= int(y.min()) and int(y.max()) < lp.shape[1], f"labels[{a!r}] must lie in [0, {lp.shape[1] - 1}]")
             total = total + lp.gather(1, y.long().view(-1, 1)).squeeze(1).to(total.dtype)
         return total
 
@@ -329,8 +326,7 @@ class SceneClassifierConfig:
     def __post_init__(self):
         self.channels = _check_channels(self.channels, self.num_groups)
         final = self.image_size / 2 ** (len(self.channels) - 1)
-        _checks.that(final == int(final) and int(final) % 2 == 0, f"image_size={self.image_size} must leave an "
-                     f"even final map after {len(self.channels) - 1} halvings (the 2 x 2 cells)")
+        _checks.that(final == int(final) and int(final) % 2 == 0, f"image_size={self.image_size} must leave an even final map after {len(self.channels) - 1} halvings (the 2 x 2 cells)")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -77,8 +77,7 @@ class SinusoidalTimeEmbedding(nn.Module):
     def __init__(self, dim: int, max_period: float = 10000.0):
         super().__init__()
         self.dim = _checks.positive("dim", dim)
-        _checks.that(_checks.real("max_period", max_period) > 1, f"max_period must be > 1, got {max_period}")
-        self.max_period = float(max_period)
+        self.max_period = _checks.real("max_period", max_period, low=1.0, open_low=True)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return timestep_embedding(t, self.dim, self.max_period)
@@ -103,8 +102,9 @@ class TimestepMLP(nn.Module):
     def __init__(self, freq_dim: int, out_dim: int, max_period: float = 10000.0):
         super().__init__()
         self.sinusoidal = SinusoidalTimeEmbedding(freq_dim, max_period)
+        out_dim = _checks.positive("out_dim", out_dim)
         self.mlp = nn.Sequential(
-            nn.Linear(freq_dim, _checks.positive("out_dim", out_dim)),
+            nn.Linear(freq_dim, out_dim),
             nn.SiLU(),
             nn.Linear(out_dim, out_dim),
         )

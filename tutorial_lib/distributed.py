@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from . import _checks
+
 __all__ = ["Distributed", "setup", "teardown", "gather_objects"]
 
 
@@ -46,9 +48,7 @@ class Distributed:
 
     def share(self, global_batch: int) -> int:
         """This rank's part of a global batch (which must divide evenly over the ranks)."""
-        if global_batch % self.world_size:
-            raise ValueError(f"batch_size={global_batch} must be divisible by the number of processes "
-                             f"({self.world_size})")
+        _checks.that(global_batch % self.world_size == 0, f"batch_size={global_batch} must be divisible by the number of processes ({self.world_size})")
         return global_batch // self.world_size
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:

@@ -39,6 +39,7 @@ import torch
 
 from . import _checks
 from .shapes import ATTRIBUTES, caption_from_labels, render, sample_labels, to_unit_range
+from .shapes import _check_labels as _check_shapes_labels
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -64,27 +65,15 @@ OUT_OF_RANGE_LIMIT = 1.05
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_images(name: str, images, min_ndim: int = 2) -> torch.Tensor:
-    _checks.that(_checks.tensor(name, images).is_floating_point(),
-                 f"{name} must be a floating-point tensor, got dtype {images.dtype}", TypeError)
-    _checks.that(images.ndim >= min_ndim, f"{name} must have at least {min_ndim} dims, got shape {tuple(images.shape)}")
-    return images
+_check_images = _checks.floats  # a floating-point tensor of at least min_ndim dims
 
 
 def _check_labels(labels, n: int | None = None) -> int:
-    """A dict attribute -> ``(N,)`` integer tensor with every attribute; returns N."""
-    _checks.instance("labels", labels, dict, "a dict attribute -> (N,) long tensor")
-    missing = [a for a in ATTRIBUTE_NAMES if a not in labels]
-    _checks.that(not missing, f"labels must have every attribute {ATTRIBUTE_NAMES}; missing {missing}")
-    for a in ATTRIBUTE_NAMES:
-        v = labels[a]
-        _checks.that(isinstance(v, torch.Tensor) and v.ndim == 1 and not v.is_floating_point()
-                     and v.dtype != torch.bool, f"labels[{a!r}] must be a 1-D integer tensor, got {v!r:.60}",
-                     TypeError)
-    sizes = sorted({labels[a].shape[0] for a in ATTRIBUTE_NAMES})
-    _checks.that(len(sizes) == 1, f"labels must all have the same length, got lengths {sizes}")
-    _checks.that(n is None or sizes[0] == n, f"labels must have one entry per image ({n}), got {sizes[0]}")
-    return sizes[0]
+    """A labels dict as :mod:`shapes` checks it (every attribute, ``(N,)`` valid class indices), of
+    ``n`` entries when given; returns N."""
+    size = _check_shapes_labels(labels)
+    _checks.that(n is None or size == n, f"labels must have one entry per image ({n}), got {size}")
+    return size
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -222,8 +211,7 @@ def sample_images(
     from .guiders import Guider
 
     _checks.shape("cond", cond, (None, None, None), "(N, tokens, D)")
-    _checks.that(_checks.tensor("uncond", uncond).shape == cond.shape,
-                 f"uncond must have cond's shape {tuple(cond.shape)}, got {tuple(uncond.shape)}")
+    _checks.like("uncond", uncond, cond, "cond", possessive=True)
     _checks.that(isinstance(guider, Guider) or callable(guider),
                  f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}", TypeError)
     n = cond.shape[0]
@@ -249,8 +237,7 @@ def _prompt_labels(prompts, generator) -> dict[str, torch.Tensor]:
     if isinstance(prompts, dict):
         _check_labels(prompts)
         return {a: prompts[a] for a in ATTRIBUTE_NAMES}
-    raise TypeError("prompts must be a number of random full captions (int) or a labels dict "
-                    f"attribute -> (P,) long tensor, got {type(prompts).__name__}")
+    raise TypeError(f"prompts must be a number of random full captions (int) or a labels dict attribute -> (P,) long tensor, got {type(prompts).__name__}")
 
 
 @torch.no_grad()
@@ -321,10 +308,8 @@ def guidance_sweep(
         (wall clock of the sampling), and with ``keep_images`` ``images`` and ``captions``.
         Images are prompt-major: image ``p * S + s`` is sample ``s`` of prompt ``p``.
     """
-    _checks.that(getattr(models, "judge", None) is not None,
-                 "models.judge is needed to score the samples (load_pretrained(classifiers=True))")
-    _checks.that(isinstance(gammas, Sequence) and len(gammas) > 0,
-                 f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}", TypeError)
+    _checks.that(getattr(models, "judge", None) is not None, "models.judge is needed to score the samples (load_pretrained(classifiers=True))")
+    _checks.that(isinstance(gammas, Sequence) and gammas, f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}", TypeError)
     gammas = [_checks.real(f"gammas[{i}]", g, low=0.0) for i, g in enumerate(gammas)]
     n_per_prompt, steps = _checks.integer("n_per_prompt", n_per_prompt, 1), _checks.integer("steps", steps, 1)
     _checks.instance("generator", generator, (torch.Generator, type(None)), "a torch.Generator or None")

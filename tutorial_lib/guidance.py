@@ -38,22 +38,7 @@ __all__ = [
 _check_real = _checks.real  # the shared check (tutorial_lib._checks)
 
 
-def _check_tensor(name: str, x, *, min_ndim: int = 1) -> torch.Tensor:
-    """A floating-point tensor of at least ``min_ndim`` dims ``(B, ...)``."""
-    _checks.that(_checks.tensor(name, x).is_floating_point(),
-                 f"{name} must be a floating-point tensor, got dtype {x.dtype}", TypeError)
-    _checks.that(x.ndim >= min_ndim,
-                 f"{name} must have at least {min_ndim} dims (B, ...), got shape {tuple(x.shape)}")
-    return x
-
-
-def _check_same(ref_name: str, ref: torch.Tensor, name: str, x) -> torch.Tensor:
-    """``x`` must be a tensor with exactly ``ref``'s shape, dtype and device (nothing broadcasts)."""
-    for what, got, want in (("shape", tuple(_check_tensor(name, x).shape), tuple(ref.shape)),
-                            ("dtype", x.dtype, ref.dtype), ("device", x.device, ref.device)):
-        _checks.that(got == want, f"{name} must have {ref_name}'s {what} {want}, got {got}",
-                     TypeError if what == "dtype" else ValueError)
-    return x
+_check_tensor = _checks.floats  # a floating-point tensor (B, ...) of at least min_ndim dims
 
 
 # ------------------------------------------------------ classifier-free guidance
@@ -87,7 +72,7 @@ def cfg_combine(
         ε̃, shape ``(B, ...)``.
     """
     _check_tensor("eps_uncond", eps_uncond)
-    _check_same("eps_uncond", eps_uncond, "eps_cond", eps_cond)
+    _checks.like("eps_cond", eps_cond, eps_uncond, "eps_uncond", possessive=True)
     gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
     return eps_uncond + gamma * (eps_cond - eps_uncond)
 
@@ -127,17 +112,14 @@ def combine_weighted_prompts(
         eps_conds = (
             list(eps_conds.unbind(0)) if eps_conds.ndim == eps_uncond.ndim + 1 else [eps_conds]
         )
-    _checks.that(isinstance(eps_conds, Sequence) and len(eps_conds) > 0,
-                 "eps_conds must be a non-empty sequence of tensors (or a (K, B, ...) tensor)")
+    _checks.that(isinstance(eps_conds, Sequence) and eps_conds, "eps_conds must be a non-empty sequence of tensors (or a (K, B, ...) tensor)")
     for k, eps_k in enumerate(eps_conds):
-        _check_same("eps_uncond", eps_uncond, f"eps_conds[{k}]", eps_k)
+        _checks.like(f"eps_conds[{k}]", eps_k, eps_uncond, "eps_uncond", possessive=True)
     if isinstance(weights, torch.Tensor):
         _checks.shape("weights", weights, (None,), "(K,)")
         weights = weights.tolist()
-    _checks.that(isinstance(weights, Sequence) and not isinstance(weights, (str, bytes)),
-                 f"weights must be a sequence of K numbers, got {type(weights).__name__}", TypeError)
-    _checks.that(len(weights) == len(eps_conds),
-                 f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}")
+    _checks.instance("weights", weights, Sequence, "a sequence of K numbers or a (K,) tensor")
+    _checks.that(len(weights) == len(eps_conds), f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}")
     weights = [_check_real(f"weights[{k}]", w) for k, w in enumerate(weights)]
     gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
 
@@ -169,7 +151,7 @@ def rescale_noise_cfg(
         guidance_rescale: φ in [0, 1]; 0 returns ``noise_cfg`` unchanged.
     """
     _check_tensor("noise_cfg", noise_cfg, min_ndim=2)
-    _check_same("noise_cfg", noise_cfg, "noise_pred_text", noise_pred_text)
+    _checks.like("noise_pred_text", noise_pred_text, noise_cfg, "noise_cfg", possessive=True)
     phi = _check_real("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
     dims = list(range(1, noise_cfg.ndim))
     std_text = noise_pred_text.std(dim=dims, keepdim=True)
@@ -201,8 +183,7 @@ def dynamic_threshold(
         max_value: the largest s, ≥ 1.
     """
     _check_tensor("x0", x0, min_ndim=2)
-    ratio = _check_real("ratio", ratio, low=0.0, high=1.0)
-    _checks.that(ratio > 0.0, "ratio must be in (0, 1], got 0.0")
+    ratio = _check_real("ratio", ratio, low=0.0, high=1.0, open_low=True)
     max_value = _check_real("max_value", max_value, low=1.0)
     dtype = x0.dtype
     flat = x0.reshape(x0.shape[0], -1)
@@ -270,10 +251,7 @@ def classifier_log_prob_grad(
     """
     _check_tensor("x_t", x_t)
     B = x_t.shape[0]
-    _checks.that(isinstance(labels, torch.Tensor) and not labels.is_floating_point()
-                 and labels.dtype != torch.bool, "labels must be an integer tensor of class indices, shape (B,)",
-                 TypeError)
-    _checks.shape("labels", labels, (B,))
+    _checks.shape("labels", _checks.integers("labels", labels, "an integer tensor of class indices, shape (B,)"), (B,))
 
     def log_prob(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         logits = classifier(x, tt)
@@ -310,7 +288,7 @@ def classifier_guided_eps(
         scale: s, finite and ≥ 0.
     """
     _check_tensor("eps", eps)
-    _check_same("eps", eps, "grad_log_prob", grad_log_prob)
+    _checks.like("grad_log_prob", grad_log_prob, eps, "eps", possessive=True)
     s = _check_real("scale", scale, low=0.0)
     if isinstance(alpha_cumprod_t, torch.Tensor):
         a = alpha_cumprod_t.to(device=eps.device, dtype=eps.dtype)
@@ -319,20 +297,11 @@ def classifier_guided_eps(
         a = a.reshape(a.shape + (1,) * (eps.ndim - 1)) if a.ndim == 1 else a
         _checks.that(bool(((a > 0) & (a <= 1)).all()), "alpha_cumprod_t must lie in (0, 1]")
     else:
-        a = _check_real("alpha_cumprod_t", alpha_cumprod_t, low=0.0, high=1.0)
-        _checks.that(a > 0.0, "alpha_cumprod_t must lie in (0, 1], got 0.0")
+        a = _check_real("alpha_cumprod_t", alpha_cumprod_t, low=0.0, high=1.0, open_low=True)
     return eps - (1 - a) ** 0.5 * s * grad_log_prob
 
 
 # ------------------------------------------------------------- guidance interval
-def _check_interval(interval) -> tuple[float, float]:
-    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2,
-                 f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
-    lo, hi = (_check_real(f"guidance_interval[{i}]", v) for i, v in enumerate(interval))
-    _checks.that(lo <= hi, f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
-    return lo, hi
-
-
 def in_guidance_interval(t, interval: tuple[float, float] | None) -> bool:
     """Whether timestep ``t`` lies in the closed interval [t_lo, t_hi] (``None``: always).
 
@@ -343,7 +312,10 @@ def in_guidance_interval(t, interval: tuple[float, float] | None) -> bool:
     t = _check_real("t", t)
     if interval is None:
         return True
-    lo, hi = _check_interval(interval)
+    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2,
+                 f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
+    lo, hi = (_check_real(f"guidance_interval[{i}]", v) for i, v in enumerate(interval))
+    _checks.that(lo <= hi, f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
     return lo <= t <= hi
 
 

@@ -71,11 +71,9 @@ _real = _checks.real
 def _interval(interval) -> tuple[float, float] | None:
     if interval is None:
         return None
-    if not isinstance(interval, (tuple, list)) or len(interval) != 2:
-        raise ValueError(f"interval must be None or (t_low, t_high) timesteps, got {interval!r}")
+    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2, f"interval must be None or (t_low, t_high), got {interval!r}")
     lo, hi = (_real("interval", v, 0.0) for v in interval)
-    if lo > hi:
-        raise ValueError(f"interval must have t_low <= t_high, got {interval!r}")
+    _checks.that(lo <= hi, f"interval must have t_low <= t_high, got {interval!r}")
     return lo, hi
 
 
@@ -134,9 +132,9 @@ class GuidanceStep:
         """The denoiser's output, checked at the first step only: a wrong denoiser is reported
         at once, not as a broadcast deep in the step, and later steps pay nothing."""
         want = (rows, *self.sample.shape[1:])
-        if self.index == 0 and (not isinstance(out, torch.Tensor) or tuple(out.shape) != want):
+        if self.index == 0:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"denoiser must return a tensor of shape {want} (x_t's shape), got {got}")
+            _checks.that(got == want, f"denoiser must return a tensor of shape {want} (x_t's shape), got {got}")
         return out
 
     def to_epsilon(self, prediction: torch.Tensor) -> torch.Tensor:
@@ -180,18 +178,13 @@ class Guider:
 
 
 def _negative(step: GuidanceStep) -> torch.Tensor:
-    if step.negative_prompt_embeds is None:
-        raise ValueError(
-            "negative_prompt_embeds is required by this guider: pass the encoded empty prompt \"\" "
-            "(the null condition the model was trained with) or a negative prompt; "
-            "the sampler never substitutes a zero tensor")
+    _checks.that(step.negative_prompt_embeds is not None, "negative_prompt_embeds is required by this guider: pass the "
+                 "encoded empty prompt \"\" (the null condition) or a negative prompt; the sampler never substitutes zeros")
     return step.negative_prompt_embeds
 
 
 def _single(step: GuidanceStep) -> torch.Tensor:
-    if isinstance(step.prompt_embeds, (list, tuple)):
-        raise ValueError("this guider takes one prompt_embeds tensor; for several prompts use "
-                         "WeightedPromptsGuidance")
+    _checks.that(not isinstance(step.prompt_embeds, (list, tuple)), "this guider takes one prompt_embeds tensor; for several use WeightedPromptsGuidance")
     return step.prompt_embeds
 
 
@@ -256,8 +249,7 @@ class WeightedPromptsGuidance(Guider):
 
     def __init__(self, weights, guidance_scale: float = 7.5, guidance_rescale: float = 0.0):
         w = torch.as_tensor(weights, dtype=torch.float32)
-        if w.dim() not in (1, 2) or w.numel() == 0 or not torch.isfinite(w).all():
-            raise ValueError(f"weights must be K finite floats or a (B, K) tensor, got shape {tuple(w.shape)}")
+        _checks.that(w.dim() in (1, 2) and w.numel() and torch.isfinite(w).all(), f"weights must be K finite floats or a (B, K) tensor, got shape {tuple(w.shape)}")
         self.weights = w
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
@@ -265,9 +257,7 @@ class WeightedPromptsGuidance(Guider):
     def combine(self, preds: Sequence[torch.Tensor], pred_uncond: torch.Tensor) -> torch.Tensor:
         """``ε_u + γ Σₖ w_{b,k} (ε_k − ε_u)`` for ``preds`` = ``[ε_1, …, ε_K]``, each ``(B, ...)``."""
         w = self.weights if self.weights.dim() == 2 else self.weights.expand(pred_uncond.shape[0], -1)
-        if w.shape != (pred_uncond.shape[0], len(preds)):
-            raise ValueError(f"weights must have shape ({pred_uncond.shape[0]}, {len(preds)}) "
-                             f"(batch, prompts), got {tuple(w.shape)}")
+        _checks.that(w.shape == (pred_uncond.shape[0], len(preds)), f"weights must have shape ({pred_uncond.shape[0]}, {len(preds)}) (batch, prompts), got {tuple(w.shape)}")
         w = w.to(pred_uncond).view(*w.shape, *(1,) * (pred_uncond.dim() - 1))
         text = pred_uncond + sum(w[:, k] * (p - pred_uncond) for k, p in enumerate(preds))
         pred = pred_uncond + self.guidance_scale * (text - pred_uncond)
@@ -300,13 +290,9 @@ class ClassifierGuidance(Guider):
 
     def __init__(self, classifier: Callable, labels: torch.Tensor, classifier_scale: float = 1.0,
                  guider: Guider | None = None):
-        if not callable(classifier):
-            raise TypeError(f"classifier must be callable (x_t, t) -> logits, got {type(classifier).__name__}")
-        if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point() \
-                or labels.dtype == torch.bool:
-            raise TypeError("labels must be a (B,) integer tensor of class indices")
-        if guider is not None and not isinstance(guider, Guider):
-            raise TypeError(f"guider must be a Guider or None, got {type(guider).__name__}")
+        _checks.function("classifier", classifier, "(x_t, t) -> logits")
+        _checks.integers("labels", labels, "a (B,) integer tensor of class indices", ndim=1)
+        _checks.instance("guider", guider, (Guider, type(None)), "a Guider or None")
         self.classifier, self.labels, self.guider = classifier, labels, guider
         self.classifier_scale = _real("classifier_scale", classifier_scale, 0.0)
 
@@ -323,8 +309,6 @@ class ClassifierGuidance(Guider):
         pred = self.guider(step) if self.guider is not None else step.predict(_single(step))
         if self.classifier_scale == 0:
             return pred
-        if self.labels.shape != (step.sample.shape[0],):
-            raise ValueError(f"labels must have shape ({step.sample.shape[0]},), got {tuple(self.labels.shape)}")
         t = torch.full((step.sample.shape[0],), step.timestep, dtype=torch.long, device=step.sample.device)
         grad = classifier_log_prob_grad(self.classifier, step.sample, t, self.labels.to(step.sample.device))
         return step.from_epsilon(self.combine(step.to_epsilon(pred), grad, step.alpha_cumprod))
@@ -433,9 +417,7 @@ class ClassifierFreeZeroStarGuidance(Guider):
 
     def __init__(self, guidance_scale: float = 7.5, zero_init_steps: int = 1, guidance_rescale: float = 0.0):
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
-        if isinstance(zero_init_steps, bool) or not isinstance(zero_init_steps, int) or zero_init_steps < 0:
-            raise ValueError(f"zero_init_steps must be an int >= 0, got {zero_init_steps!r}")
-        self.zero_init_steps = zero_init_steps
+        self.zero_init_steps = _checks.integer("zero_init_steps", zero_init_steps, 0)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
 
     def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor, index: int) -> torch.Tensor:
@@ -472,9 +454,7 @@ class AutoGuidance(Guider):
     """
 
     def __init__(self, weak_denoiser: Callable, guidance_scale: float = 2.0):
-        if not callable(weak_denoiser):
-            raise TypeError(f"weak_denoiser must be callable (x_t, t, context), got {type(weak_denoiser).__name__}")
-        self.weak_denoiser = weak_denoiser
+        self.weak_denoiser = _checks.function("weak_denoiser", weak_denoiser, "(x_t, t, context)")
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
 
     def combine(self, pred_cond: torch.Tensor, pred_weak: torch.Tensor) -> torch.Tensor:
@@ -501,9 +481,7 @@ def perturbed_self_attention(unet: torch.nn.Module, layers: Sequence[str] | None
     found = {name: m for name, m in unet.named_modules() if isinstance(m, SelfAttention)}
     names = list(layers) if layers is not None else [n for n in found if n.startswith("mid")]
     missing = [n for n in names if n not in found]
-    if missing or not names:
-        raise ValueError(f"layers must name self-attention modules of the U-Net, one of {sorted(found)}; "
-                         f"got {missing or names}")
+    _checks.that(names and not missing, f"layers must name self-attention modules of the U-Net, one of {sorted(found)}; got {missing or names}")
 
     def identity_attention(module, args, output):
         x = args[0]
@@ -575,8 +553,8 @@ class PerpNegGuidance(Guider):
     """
 
     def __init__(self, negative_embeds: torch.Tensor, guidance_scale: float = 7.5, negative_scale: float = 1.0):
-        if not isinstance(negative_embeds, torch.Tensor) or negative_embeds.dim() != 3:
-            raise ValueError("negative_embeds must be a (B, 77, D) tensor (the encoded negative prompt)")
+        ok = isinstance(negative_embeds, torch.Tensor) and negative_embeds.dim() == 3
+        _checks.that(ok, "negative_embeds must be a (B, 77, D) tensor (the encoded negative prompt)")
         self.negative_embeds = negative_embeds
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.negative_scale = _real("negative_scale", negative_scale, 0.0)

@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _checks
 from .attention import CrossAttention
 from .conditioning import AdaptiveGroupNorm, ConcatConditioning, TimestepMLP
 from .schedule import NoiseSchedule
@@ -73,10 +74,8 @@ def paint(tokens: torch.Tensor, size: int = 8) -> torch.Tensor:
 
     ``tokens[b, i] = (colour id, quadrant id)``; padding tokens paint nothing.
     """
-    if tokens.ndim != 3 or tokens.shape[-1] != 2:
-        raise ValueError(f"tokens must have shape (B, N, 2), got {tuple(tokens.shape)}")
-    if size < 2 or size % 2:
-        raise ValueError(f"size must be an even int >= 2, got {size}")
+    _checks.shape("tokens", tokens, (None, None, 2), "(B, N, 2)")
+    _checks.that(size >= 2 and size % 2 == 0, f"size must be an even int >= 2, got {size}")
     b, half = tokens.shape[0], size // 2
     img = BACKGROUND_RGB.view(1, 3, 1, 1).repeat(b, 1, size, size)
     for i in range(tokens.shape[1]):
@@ -99,8 +98,7 @@ def sample_paint_task(
     Returns:
         ``(images (n, 3, size, size) in [-1, 1], tokens (n, max_objects, 2) long)``.
     """
-    if not 1 <= max_objects <= len(QUADRANTS):
-        raise ValueError(f"max_objects must be in [1, {len(QUADRANTS)}], got {max_objects}")
+    _checks.integer("max_objects", max_objects, 1, len(QUADRANTS))
     count = torch.randint(1, max_objects + 1, (n,), generator=generator)  # (n,)
     quadrants = torch.rand(n, len(QUADRANTS), generator=generator).argsort(-1)[:, :max_objects]
     colours = torch.randint(len(COLOURS), (n, max_objects), generator=generator)
@@ -142,10 +140,8 @@ class PaintDenoiser(nn.Module):
     def __init__(self, paradigm: str, channels: int = 32, token_dim: int = 32,
                  pooling: str = "mean", size: int = 8):
         super().__init__()
-        if paradigm not in PARADIGMS:
-            raise ValueError(f"paradigm must be one of {PARADIGMS}, got {paradigm!r}")
-        if pooling not in ("mean", "bind"):
-            raise ValueError(f"pooling must be 'mean' or 'bind', got {pooling!r}")
+        _checks.one_of("paradigm", paradigm, PARADIGMS)
+        _checks.one_of("pooling", pooling, ("mean", "bind"))
         self.paradigm, self.pooling = paradigm, pooling
         self.colour_emb = nn.Embedding(len(COLOURS) + 1, token_dim)  # + <pad>
         self.quadrant_emb = nn.Embedding(len(QUADRANTS) + 1, token_dim)

@@ -17,7 +17,7 @@ file                            what
 ``*_config.json``               the configs; ``schedule.json`` the noise schedule
 ``training.json``               how they were trained (commands, times, metrics)
 ``scenes/snapshots/``           the scenes' weak U-Net at steps 100, 300, 1000 of its
-                                run (:func:`load_snapshots`, notebook 10), own manifest
+                                run (:func:`load_snapshots`, notebook 11), own manifest
 ==============================  =============================================
 
 Usage::
@@ -108,18 +108,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def _read_manifest(directory: Path) -> dict[str, str]:
     path = directory / MANIFEST_NAME
-    if not path.is_file():
-        raise AssetVerificationError(
-            f"{path} is missing: the model folder has no manifest. Reinstall the package or "
-            "re-export the models with `python -m tutorial_lib.pretrained export`."
-        )
+    _checks.that(path.is_file(), f"{path} is missing: the model folder has no manifest. Reinstall the package or "
+                 "re-export the models with `python -m tutorial_lib.pretrained export`.", AssetVerificationError)
     entries = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
-        _checks.that(len(parts) == 2 and len(parts[0]) == 64,
-                     f"{path}: line {n} is not '<sha256>  <file>': {line!r}", AssetVerificationError)
+        _checks.that(len(parts) == 2 and len(parts[0]) == 64, f"{path}: line {n} is not '<sha256>  <file>': {line!r}", AssetVerificationError)
         entries[parts[1].lstrip("*").strip()] = parts[0].lower()
     return entries
 
@@ -212,12 +208,9 @@ def _read_files(directory: Path, names, verify: bool) -> dict[str, bytes]:
             status = _file_status(name, data[name], manifest[name]) if name in manifest else "not in manifest"
             if status != "ok":
                 bad[name] = status
-    if verify and bad:
-        lines = "\n".join(f"  {directory / k}: {v}" for k, v in sorted(bad.items()))
-        raise AssetVerificationError(
-            f"shipped model files failed verification:\n{lines}\n"
-            "Reinstall the package (or restore the files from git) and try again."
-        )
+    lines = "\n".join(f"  {directory / k}: {v}" for k, v in sorted(bad.items()))
+    _checks.that(not (verify and bad), f"shipped model files failed verification:\n{lines}\n"
+                 "Reinstall the package (or restore the files from git) and try again.", AssetVerificationError)
     return data
 
 
@@ -428,7 +421,7 @@ def load_pretrained(
 
 def load_snapshots(directory: str | Path | None = None, verify: bool = True,
                    device: str | torch.device = "cpu") -> dict[int, torch.nn.Module]:
-    """The scenes' weak U-Net as it was at several steps of its training run. Notebook 10.
+    """The scenes' weak U-Net as it was at several steps of its training run. Notebook 11.
 
     ``{step: ConditionalUNet}`` in increasing step order, each in eval mode with
     ``requires_grad=False`` and float32 weights, built from the folder's one
@@ -448,8 +441,7 @@ def load_snapshots(directory: str | Path | None = None, verify: bool = True,
     # the manifest's list too, so that a deleted snapshot is reported rather than silently skipped
     names = {p.name for p in directory.iterdir()} | (set(_read_manifest(directory)) if verify else set())
     weights = sorted((int(m.group(1)), n) for n in names if (m := _SNAPSHOT_FILE.fullmatch(n)))
-    _checks.that(weights, f"snapshot folder {directory} has no weak_unet_step_<N>.safetensors",
-                 AssetVerificationError)
+    _checks.that(weights, f"snapshot folder {directory} has no weak_unet_step_<N>.safetensors", AssetVerificationError)
     config = COMPONENT_FILES["weak_unet"][1]
     files = _read_files(directory, {config} | {n for _, n in weights}, verify)
     return {step: _unet_of(directory, files, name, config, device) for step, name in weights}

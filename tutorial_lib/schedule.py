@@ -99,10 +99,8 @@ class NoiseSchedule:
         beta_schedule = BETA_SCHEDULE_ALIASES.get(beta_schedule, beta_schedule)
         _checks.one_of("beta_schedule", beta_schedule, BETA_SCHEDULES + ("cosine",))
         self.beta_schedule = beta_schedule
-        self.beta_start = _checks.real("beta_start", beta_start)
-        self.beta_end = _checks.real("beta_end", beta_end)
-        _checks.that(0 < self.beta_start <= self.beta_end < 1, "beta_start and beta_end must satisfy "
-                     f"0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        self.beta_start, self.beta_end = _checks.real("beta_start", beta_start), _checks.real("beta_end", beta_end)
+        _checks.that(0 < self.beta_start <= self.beta_end < 1, f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
         self.set_alpha_to_one = _checks.boolean("set_alpha_to_one", set_alpha_to_one)
 
         T = self.num_train_timesteps
@@ -149,13 +147,10 @@ class NoiseSchedule:
         T = self.num_train_timesteps
         if not isinstance(t, torch.Tensor):
             return _checks.integer("t", t, 0, T - 1)
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"t must be an integer tensor of timesteps, got dtype {t.dtype}")
-        if t.ndim > 1:
-            raise ValueError(f"t must be an int, a 0-d or a (B,) tensor, got shape {tuple(t.shape)}")
+        _checks.integers("t", t, "an integer tensor of timesteps")
+        _checks.that(t.ndim <= 1, f"t must be an int, a 0-d or a (B,) tensor, got shape {tuple(t.shape)}")
         lo, hi = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
-        if lo < 0 or hi >= T:
-            raise ValueError(f"t must lie in [0, {T - 1}], got values in [{lo}, {hi}]")
+        _checks.that(0 <= lo and hi < T, f"t must lie in [0, {T - 1}], got values in [{lo}, {hi}]")
         return t
 
     def alpha_cumprod_at(self, t, like: torch.Tensor) -> torch.Tensor:
@@ -170,18 +165,15 @@ class NoiseSchedule:
         if isinstance(t, int):
             return acp[t]
         a = acp[t.to(like.device)].flatten()
-        _checks.that(t.ndim != 1 or a.shape[0] == like.shape[0],
-                     f"t must have one timestep per sample ({like.shape[0]}), got {a.shape[0]}")
+        _checks.that(t.ndim != 1 or a.shape[0] == like.shape[0], f"t must have one timestep per sample ({like.shape[0]}), got {a.shape[0]}")
         return a.reshape(a.shape + (1,) * (like.ndim - a.ndim))
 
     @staticmethod
     def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
         """Two floating-point tensors of one shape (their dtypes may differ, as in diffusers)."""
         for name, x in ((name_a, a), (name_b, b)):
-            _checks.that(_checks.tensor(name, x).is_floating_point(),
-                         f"{name} must be a floating-point tensor, got {x.dtype}", TypeError)
-        _checks.that(a.shape == b.shape,
-                     f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}")
+            _checks.floats(name, x, min_ndim=0)
+        _checks.that(a.shape == b.shape, f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}")
 
     # ----------------------------------------------------------- forward maths
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
@@ -271,8 +263,8 @@ class NoiseSchedule:
         _checks.one_of("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         if timestep_spacing == "leading":
             ts = (np.arange(0, n) * (T // n)).round()[::-1].astype(np.int64) + offset
-            _checks.that(ts[0] <= T - 1, f"steps_offset={offset} pushes the first timestep to {ts[0]} > T-1 = "
-                         f"{T - 1}; use steps_offset <= {T - 1 - (n - 1) * (T // n)}")
+            limit = T - 1 - (n - 1) * (T // n)
+            _checks.that(ts[0] <= T - 1, f"steps_offset={offset} pushes the first timestep to {ts[0]} > T-1; use steps_offset <= {limit}")
         elif timestep_spacing == "trailing":
             # diffusers' formula; [:n] drops the spurious trailing -1 it yields for some n.
             ts = np.round(np.arange(T, 0, -T / n)).astype(np.int64)[:n] - 1

@@ -130,8 +130,8 @@ def _check_labels(labels) -> int:
     for name, k in NUM_CLASSES.items():
         _checks.that(name in labels, f"labels is missing the attribute {name!r}")
         v = labels[name]
-        _checks.that(isinstance(v, torch.Tensor) and v.dim() == 1 and v.dtype in (torch.int64, torch.int32),
-                     f"labels[{name!r}] must be a (n,) integer tensor")
+        ok = isinstance(v, torch.Tensor) and v.dim() == 1 and v.dtype in (torch.int64, torch.int32)
+        _checks.that(ok, f"labels[{name!r}] must be a (n,) integer tensor (int64 or int32), got {getattr(v, 'dtype', type(v))}", TypeError)
         n = v.shape[0] if n is None else n
         _checks.that(v.shape[0] == n, f"labels[{name!r}] has {v.shape[0]} entries, expected {n}")
         _checks.that(not v.numel() or 0 <= int(v.min()) and int(v.max()) < k, f"labels[{name!r}] must lie in [0, {k - 1}]")

@@ -128,18 +128,12 @@ def eos_positions(input_ids: torch.Tensor, eos_token_id: int = EOS_TOKEN_ID) -> 
     Returns:
         ``(B,)`` long tensor of positions.
     """
-    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
-        raise ValueError(
-            f"input_ids must be a (B, L) tensor, got {getattr(input_ids, 'shape', type(input_ids))}"
-        )
-    if input_ids.is_floating_point():
-        raise TypeError("input_ids must hold integer token ids")
+    _checks.token_ids("input_ids", input_ids)
     if eos_token_id == 2:
         return input_ids.to(torch.int).argmax(dim=-1)
     is_eos = input_ids == eos_token_id
-    if not bool(is_eos.any(dim=-1).all()):
-        rows = (~is_eos.any(dim=-1)).nonzero().flatten().tolist()
-        raise ValueError(f"input_ids rows {rows} hold no eos_token_id {eos_token_id}")
+    rows = (~is_eos.any(dim=-1)).nonzero().flatten().tolist()
+    _checks.that(not rows, f"input_ids rows {rows} hold no eos_token_id {eos_token_id}")
     return is_eos.to(torch.int).argmax(dim=-1)
 
 
@@ -248,8 +242,7 @@ def _encode_with_negative(
     if isinstance(negative_prompts, str):
         negative_prompts = [negative_prompts] * len(prompts)
     negatives = None if negative_prompts is None else _as_prompt_list(negative_prompts, "negative_prompts")
-    _checks.that(negatives is None or len(negatives) == len(prompts), f"negative_prompts has {len(negatives or ())} "
-                 f"entries but prompts has {len(prompts)}; pass one per prompt, a single string, or None")
+    _checks.that(negatives is None or len(negatives) == len(prompts), f"negative_prompts has {len(negatives or ())} entries but prompts has {len(prompts)}; pass one per prompt, a single string, or None")
     _checks.boolean("force_zeros_for_empty_prompt", force_zeros_for_empty_prompt)
     cond = encode(prompts)
     if negatives is None and force_zeros_for_empty_prompt:
@@ -370,16 +363,14 @@ def encode_prompt_dual(
         A ``DualPromptEmbeds``.
     """
     tokenizers, text_encoders = list(tokenizers), list(text_encoders)
-    _checks.that(len(tokenizers) == len(text_encoders) == 2, "need exactly two tokenizers and two text "
-                 f"encoders, got {len(tokenizers)} and {len(text_encoders)}")
+    _checks.that(len(tokenizers) == len(text_encoders) == 2, f"need exactly two tokenizers and two text encoders, got {len(tokenizers)} and {len(text_encoders)}")
     for i, encoder in enumerate(text_encoders):
         _checks.instance(f"text_encoders[{i}]", encoder, _clip_classes(), "a CLIP text model")
         n = encoder.config.num_hidden_layers
         if clip_skip is not None:
-            _checks.integer(f"clip_skip (text_encoders[{i}] has {n} layers; SDXL starts from the penultimate)",
-                            clip_skip, 0, n - 2)
-    _checks.instance("text_encoders[1]", text_encoders[1], _loaded(_CLIP_MODULE, "CLIPTextModelWithProjection"),
-                     "a CLIPTextModelWithProjection (its projected pooled vector conditions SDXL)")
+            _checks.integer(f"clip_skip (text_encoders[{i}] has {n} layers; SDXL starts from the penultimate)", clip_skip, 0, n - 2)
+    projection = _loaded(_CLIP_MODULE, "CLIPTextModelWithProjection")
+    _checks.instance("text_encoders[1]", text_encoders[1], projection, "a CLIPTextModelWithProjection (its pooled vector conditions SDXL)")
     lengths = [_max_length(t, None) for t in tokenizers]
     (embeds, pooled), (neg, neg_pooled) = _encode_with_negative(
         lambda texts: _dual_encode(tokenizers, lengths, text_encoders, texts, clip_skip),

@@ -115,8 +115,7 @@ def _infer_class(config) -> type[nn.Module]:
         archs = getattr(config, "architectures", None) or []
         projection = any("WithProjection" in a for a in archs)
         return _transformers("CLIPTextModelWithProjection" if projection else "CLIPTextModel")
-    raise ValueError(f"cannot tell which text encoder class loads model_type {model_type!r}; "
-                     "pass model_class='clip', 'clip-projection' or 't5'")
+    raise ValueError(f"cannot tell which text encoder class loads model_type {model_type!r}; pass model_class='clip', 'clip-projection' or 't5'")
 
 
 def _label(model: nn.Module, *, pretrained: bool, source: str) -> nn.Module:
@@ -129,8 +128,7 @@ def _build_tiny(name: str, cls: type[nn.Module] | None, seed: int, overrides: di
     """A tiny randomly initialised encoder, seeded without touching the global RNG."""
     class_name, config_fn = _TINY[name]
     tiny_cls = _transformers(class_name)
-    if cls is not None and cls is not tiny_cls:
-        raise ValueError(f"{name!r} builds a {tiny_cls.__name__}, not {cls.__name__}")
+    _checks.that(cls in (None, tiny_cls), f"{name!r} builds a {tiny_cls.__name__}, not {getattr(cls, '__name__', cls)}")
     config = config_fn(**overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -98,8 +98,8 @@ class UNetConfig:
         for ch in self.level_channels:
             _checks.that(ch % self.norm_groups == 0, f"norm_groups={self.norm_groups} must divide channels {ch}")
             _checks.that(ch % self.num_heads == 0, f"num_heads={self.num_heads} must divide channels {ch}")
-        _checks.that(self.sample_size % self.downsample_factor == 0,
-                     f"sample_size={self.sample_size} must be divisible by {self.downsample_factor}")
+        f = self.downsample_factor
+        _checks.that(self.sample_size % f == 0, f"sample_size={self.sample_size} must be divisible by {f}")
         _checks.that(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         _checks.one_of("prediction_type", self.prediction_type, PREDICTION_TYPES)
 
@@ -121,8 +121,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> UNetConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        unknown = sorted(set(_checks.instance("d", d, Mapping, "a mapping")) - {
-            f.name for f in dataclasses.fields(cls)})
+        unknown = sorted(set(_checks.instance("d", d, Mapping, "a mapping")) - {f.name for f in fields(cls)})
         _checks.that(not unknown, f"unknown UNetConfig keys: {unknown}")
         return cls(**dict(d))
 
@@ -145,8 +144,8 @@ class ConditionalUNet(nn.Module):
 
     def __init__(self, config: UNetConfig | None = None):
         super().__init__()
-        self.config = config = _checks.instance("config", UNetConfig() if config is None else config, UNetConfig,
-                                                "a UNetConfig")
+        config = UNetConfig() if config is None else config
+        self.config = _checks.instance("config", config, UNetConfig, "a UNetConfig")
         self.context_dim = config.context_dim
         self.prediction_type = config.prediction_type
         self.sample_size = config.sample_size
@@ -201,8 +200,7 @@ class ConditionalUNet(nn.Module):
     def _prepare_inputs(self, x_t, t, context, key_padding_mask) -> torch.Tensor:
         """Check every input, once for all the blocks; return ``t`` as ``(B,)`` on ``x_t``'s device."""
         _checks.shape("x_t", x_t, (None, self.in_channels, None, None), f"(B, {self.in_channels}, H, W)")
-        _checks.that(x_t.is_floating_point(), f"x_t must be a floating-point tensor, got dtype {x_t.dtype}",
-                     TypeError)
+        _checks.that(x_t.is_floating_point(), f"x_t must be a floating-point tensor, got dtype {x_t.dtype}", TypeError)
         f, batch = self.config.downsample_factor, x_t.shape[0]
         _checks.that(x_t.shape[2] % f == 0 and x_t.shape[3] % f == 0, f"x_t's height and width must be "
                      f"divisible by {f} (2**(levels-1)), got {tuple(x_t.shape[2:])}")
@@ -213,7 +211,7 @@ class ConditionalUNet(nn.Module):
                      f"t must be an integer or float tensor, got dtype {t.dtype}", TypeError)
         t = t.expand(batch) if t.ndim == 0 else t  # a scalar t: the same timestep for every sample
         _checks.that(t.shape == (batch,), f"t must have shape (B,) = ({batch},) or be a scalar, got {tuple(t.shape)}")
-        _checks.shape("context", context, (batch, None, self.context_dim), f"(B, N, context_dim={self.context_dim})")
+        _checks.shape("context", context, (batch, None, self.context_dim), "(B, N, context_dim)")
         if key_padding_mask is not None:
             _check_key_padding_mask(key_padding_mask, batch, context.shape[1])
         return t.to(x_t.device)

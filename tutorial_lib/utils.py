@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from . import _checks
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch, and return a ``torch.Generator`` seeded the same.
@@ -27,11 +29,7 @@ def seed_everything(seed: int) -> torch.Generator:
     Returns:
         A CPU ``torch.Generator`` seeded with ``seed``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    seed = int(seed)
+    seed = _checks.integer("seed", int(seed) if isinstance(seed, np.integer) else seed, 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -54,10 +52,8 @@ def get_device(prefer: str | None = None) -> torch.device:
     mps = getattr(torch.backends, "mps", None)
     available["mps"] = bool(mps is not None and mps.is_available())
     if prefer is not None:
-        if prefer not in available:
-            raise ValueError(f"prefer must be one of {sorted(available)} or None, got {prefer!r}")
-        if not available[prefer]:
-            raise ValueError(f"prefer={prefer!r} is not available on this machine")
+        _checks.one_of("prefer", prefer, sorted(available) + [None])
+        _checks.that(available[prefer], f"prefer={prefer!r} is not available on this machine")
         return torch.device(prefer)
     for name in ("cuda", "mps"):
         if available[name]:

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 
 import torch
 
+from . import _checks
+
 __all__ = ["InteractiveFigure", "interactive_figure", "interactive_threads", "registry"]
 
 DEFAULT_NOTE = (
@@ -47,8 +49,7 @@ def _thread_count() -> int:
         count = int(raw)
     except ValueError:
         raise ValueError(f"COURSE_INTERACTIVE_THREADS must be an integer >= 0, got {raw!r}") from None
-    if count < 0:
-        raise ValueError(f"COURSE_INTERACTIVE_THREADS must be an integer >= 0, got {raw!r}")
+    _checks.that(count >= 0, f"COURSE_INTERACTIVE_THREADS must be an integer >= 0, got {raw!r}")
     return count
 
 
@@ -64,8 +65,7 @@ def interactive_threads(num_threads: int | None = None) -> Iterator[int]:
         The thread count in force inside the block.
     """
     count = _thread_count() if num_threads is None else num_threads
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"num_threads must be a non-negative int or None, got {num_threads!r}")
+    _checks.that(type(count) is int and count >= 0, f"num_threads must be a non-negative int or None, got {num_threads!r}")
     previous = torch.get_num_threads()
     if count:
         torch.set_num_threads(count)
@@ -174,15 +174,11 @@ def interactive_figure(
     Returns:
         The :class:`InteractiveFigure`; it is also listed by :func:`registry`.
     """
-    if not callable(render):
-        raise TypeError(f"render must be callable, got {type(render).__name__}")
-    if not isinstance(controls, Mapping) or not controls:
-        raise TypeError("controls must be a non-empty mapping of name -> ipywidgets control")
-    for key, control in controls.items():
-        if not hasattr(control, "observe") or not hasattr(control, "value"):
-            raise TypeError(f"controls[{key!r}] must be an ipywidgets control with a value, got {control!r}")
-    if run_button is not None and not (isinstance(run_button, str) and run_button):
-        raise TypeError(f"run_button must be a non-empty str or None, got {run_button!r}")
+    _checks.function("render", render)
+    _checks.that(isinstance(controls, Mapping) and controls, "controls must be a non-empty mapping of name -> ipywidgets control", TypeError)
+    bad = [key for key, control in controls.items() if not (hasattr(control, "observe") and hasattr(control, "value"))]
+    _checks.that(not bad, f"controls{bad} must be ipywidgets controls with a value", TypeError)
+    _checks.that(run_button is None or (isinstance(run_button, str) and run_button), f"run_button must be a non-empty str or None, got {run_button!r}", TypeError)
     explorer = InteractiveFigure(render, controls, name=name or getattr(render, "__name__", "widget"),
                                  run_button=run_button, note=note)
     _REGISTRY.append(weakref.ref(explorer))
