@@ -73,13 +73,9 @@ def function(name: str, value, signature: str = "", optional: bool = False):
     return _typed(name, value, callable(value) or (optional and value is None), expected)
 
 
-def tensor(name: str, value, ndim: int | None = None, floating: bool = False) -> torch.Tensor:
-    """A ``torch.Tensor`` (of ``ndim`` dims; floating point and finite if ``floating``)."""
-    instance(name, value, torch.Tensor, "a torch.Tensor")
-    that(ndim is None or value.ndim == ndim, f"{name} must have {ndim} dims, got shape {tuple(value.shape)}")
-    that(not floating or value.is_floating_point(), f"{name} must be floating point, got {value.dtype}", TypeError)
-    that(not floating or bool(torch.isfinite(value).all()), f"{name} contains NaN or inf")
-    return value
+def tensor(name: str, value) -> torch.Tensor:
+    """A ``torch.Tensor`` (the helpers below check its dtype and shape)."""
+    return instance(name, value, torch.Tensor, "a torch.Tensor")
 
 
 def floats(name: str, value, min_ndim: int = 1) -> torch.Tensor:
@@ -145,7 +141,7 @@ def conditions(prompt_embeds, negative_prompt_embeds=None, context_dim: int | No
         named["negative_prompt_embeds"] = negative_prompt_embeds
     ref = tensor("prompt_embeds", conds[0])
     for name, c in named.items():
-        tensor(name, like(name, c, ref, "prompt_embeds"), floating=c.is_floating_point())
+        that(not like(name, c, ref, "prompt_embeds").is_floating_point() or bool(torch.isfinite(c).all()), f"{name} contains NaN or inf")
     that(context_dim is None or (ref.ndim >= 1 and ref.shape[-1] == context_dim), "prompt_embeds must have last "
          f"dimension context_dim={context_dim} (the denoiser's), got shape {tuple(ref.shape)}")
     that(batch_size is None or (ref.ndim >= 1 and ref.shape[0] == batch_size), f"shape[0] (batch size {batch_size}) "

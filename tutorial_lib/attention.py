@@ -96,8 +96,7 @@ class CrossAttention(nn.Module):
         query_dim, num_heads = _checks.positive("query_dim", query_dim), _checks.positive("num_heads", num_heads)
         self.is_cross_attention = context_dim is not None
         context_dim = _checks.positive("context_dim", query_dim if context_dim is None else context_dim)
-        _checks.that(head_dim is not None or query_dim % num_heads == 0,
-                     f"num_heads={num_heads} must divide query_dim={query_dim} (or pass head_dim explicitly)")
+        _checks.that(head_dim is not None or query_dim % num_heads == 0, f"num_heads={num_heads} must divide query_dim={query_dim} (or pass head_dim explicitly)")
         head_dim = _checks.positive("head_dim", query_dim // num_heads if head_dim is None else head_dim)
         _checks.that(0.0 <= _checks.real("dropout", dropout) < 1.0, f"dropout must be in [0, 1), got {dropout}")
 
@@ -141,8 +140,7 @@ class CrossAttention(nn.Module):
 
     def _check_inputs(self, x, context, key_padding_mask) -> None:
         _checks.shape("x", x, (None, None, self.query_dim), f"(B, N_img, query_dim={self.query_dim})")
-        _checks.that(context is not None or not self.is_cross_attention, "context is required for cross-attention "
-                     f"(this module has context_dim={self.context_dim}); use SelfAttention for self-attention")
+        _checks.that(context is not None or not self.is_cross_attention, f"context is required for cross-attention (this module has context_dim={self.context_dim}); use SelfAttention for self-attention")
         if context is not None:
             _checks.shape("context", context, (x.shape[0], None, self.context_dim), "(B, N_txt, context_dim)")
         if key_padding_mask is not None:
@@ -262,8 +260,7 @@ class SelfAttention(CrossAttention):
 
 
 def _check_key_padding_mask(mask, batch: int, n_keys: int) -> None:
-    _checks.that(_checks.tensor("key_padding_mask", mask).dtype == torch.bool, "key_padding_mask must be a bool "
-                 f"tensor (True = keep the key), got {mask.dtype}; convert a 0/1 mask with `.bool()`", TypeError)
+    _checks.that(_checks.tensor("key_padding_mask", mask).dtype == torch.bool, f"key_padding_mask must be a bool tensor (True = keep the key), got {mask.dtype}; convert a 0/1 mask with `.bool()`", TypeError)
     _checks.shape("key_padding_mask", mask, (batch, n_keys), "(B, N_keys)")
     _checks.that(bool(mask.any(dim=-1).all()), "key_padding_mask keeps no key in some row (all False): softmax is NaN")
 
@@ -355,8 +352,7 @@ def cell_attention_shares(token_maps: torch.Tensor, grid: int = 2) -> torch.Tens
         ``(..., grid * grid)``, cells row-major (as ``scenes.CELLS``: top left, top right, bottom
         left, bottom right); each row sums to 1.
     """
-    _checks.that(_checks.tensor("token_maps", token_maps).ndim >= 2,
-                 f"token_maps must be a tensor (..., h, w), got shape {tuple(token_maps.shape)}")
+    _checks.that(_checks.tensor("token_maps", token_maps).ndim >= 2, f"token_maps must be a tensor (..., h, w), got shape {tuple(token_maps.shape)}")
     grid, (h, w) = _checks.positive("grid", grid), token_maps.shape[-2:]
     _checks.that(h % grid == 0 and w % grid == 0, f"grid={grid} must divide the map's sides, got a {h}x{w} map")
     lead = token_maps.shape[:-2]

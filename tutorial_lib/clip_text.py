@@ -73,8 +73,7 @@ class CLIPTextModelConfig:
 
     def __post_init__(self):
         _checks.one_of("hidden_act", self.hidden_act, _ACTIVATIONS)
-        _checks.that(self.hidden_size % self.num_attention_heads == 0, f"hidden_size ({self.hidden_size}) must "
-                     f"be divisible by num_attention_heads ({self.num_attention_heads})")
+        _checks.that(self.hidden_size % self.num_attention_heads == 0, f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
 
     @classmethod
     def from_dict(cls, d: dict) -> CLIPTextModelConfig:

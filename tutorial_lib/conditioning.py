@@ -177,8 +177,7 @@ class AdaptiveGroupNorm(nn.Module):
     def __init__(self, num_channels: int, cond_dim: int, num_groups: int = 8, eps: float = 1e-5):
         super().__init__()
         num_channels, cond_dim = _checks.positive("num_channels", num_channels), _checks.positive("cond_dim", cond_dim)
-        _checks.that(num_channels % _checks.positive("num_groups", num_groups) == 0,
-                     f"num_groups={num_groups} must divide num_channels={num_channels}")
+        _checks.that(num_channels % _checks.positive("num_groups", num_groups) == 0, f"num_groups={num_groups} must divide num_channels={num_channels}")
         self.num_channels, self.cond_dim = num_channels, cond_dim
         self.norm = nn.GroupNorm(num_groups, num_channels, eps=eps, affine=False)
         self.proj = nn.Linear(cond_dim, 2 * num_channels)

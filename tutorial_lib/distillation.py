@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,8 +56,7 @@ class DistillationConfig:
 
     def __post_init__(self):
         _checks.fields(self)
-        _checks.that(self.gamma_min <= self.gamma_max,
-                     f"need gamma_min <= gamma_max, got {self.gamma_min}, {self.gamma_max}")
+        _checks.that(self.gamma_min <= self.gamma_max, f"need gamma_min <= gamma_max, got {self.gamma_min}, {self.gamma_max}")
 
 
 class GuidanceStudent(nn.Module):
@@ -170,8 +170,7 @@ def load_student(directory: str | Path = STUDENT_DIR) -> GuidanceStudent:
 
     directory = Path(directory)
     bad = {name: status for name, status in verify_assets(directory, required=False).items() if status != "ok"}
-    if bad:
-        raise AssetVerificationError(f"{directory}: {bad}; rewrite it with `python -m tutorial_lib.distillation`")
+    _checks.that(not bad, f"{directory}: {bad}; rewrite it with `python -m tutorial_lib.distillation`", AssetVerificationError)
     shape = json.loads((directory / "student_config.json").read_text())["model"]
     student = GuidanceStudent(shape["dim"], shape["context_dim"], shape["hidden"])
     student.load_state_dict(load_file(directory / "student.safetensors"))
@@ -197,4 +196,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -137,8 +137,7 @@ def tiny_clip_text_config(
     sizes = dict(hidden_size=hidden_size, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads)
     for name, value in sizes.items():
         _checks.integer(name, value, low=1)
-    if hidden_size % num_attention_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})")
+    _checks.that(hidden_size % num_attention_heads == 0, f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})")
     return _transformers("CLIPTextConfig")(
         **_CLIP_TEXT, **sizes, intermediate_size=intermediate_size or 4 * hidden_size,
         projection_dim=projection_dim or hidden_size, hidden_act=hidden_act, bos_token_id=BOS_TOKEN_ID,

@@ -100,8 +100,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     Returns:
         ``(low, high)``, both in ``[0, 1]``.
     """
-    _checks.that(_checks.integer("n", n) >= 1 and 0 <= _checks.integer("successes", successes) <= n,
-                 f"need n >= 1 and 0 <= successes <= n, got successes={successes}, n={n}")
+    _checks.that(_checks.integer("n", n) >= 1 and 0 <= _checks.integer("successes", successes) <= n, f"need n >= 1 and 0 <= successes <= n, got successes={successes}, n={n}")
     _checks.that(0.0 < _checks.real("confidence", confidence) < 1.0, f"confidence must be in (0, 1), got {confidence!r}")
     z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - (1 - float(confidence)) / 2)).item()
     p_hat = successes / n
@@ -212,8 +211,7 @@ def sample_images(
 
     _checks.shape("cond", cond, (None, None, None), "(N, tokens, D)")
     _checks.like("uncond", uncond, cond, "cond", possessive=True)
-    _checks.that(isinstance(guider, Guider) or callable(guider),
-                 f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}", TypeError)
+    _checks.that(isinstance(guider, Guider) or callable(guider), f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}", TypeError)
     n = cond.shape[0]
     chunk = n if chunk is None else _checks.integer("chunk", chunk, 1)
     size, channels = models.unet.config.sample_size, models.unet.config.in_channels

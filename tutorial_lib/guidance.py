@@ -222,8 +222,8 @@ def log_prob_grad(
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         log_p = log_prob_fn(x, t)
-        _checks.that(isinstance(log_p, torch.Tensor) and log_p.shape == (x_t.shape[0],),
-                     f"log_prob_fn must return a ({x_t.shape[0]},) tensor, got {tuple(getattr(log_p, 'shape', ())) or type(log_p).__name__}")
+        got = tuple(getattr(log_p, "shape", ())) or type(log_p).__name__
+        _checks.that(isinstance(log_p, torch.Tensor) and got == (x_t.shape[0],), f"log_prob_fn must return a ({x_t.shape[0]},) tensor, got {got}")
         (grad,) = torch.autograd.grad(log_p.sum(), x)
     return grad.detach()
 
@@ -255,10 +255,9 @@ def classifier_log_prob_grad(
 
     def log_prob(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         logits = classifier(x, tt)
-        _checks.that(isinstance(logits, torch.Tensor) and logits.ndim == 2 and logits.shape[0] == B,
-                     f"classifier must return logits of shape ({B}, K), got {tuple(getattr(logits, 'shape', ())) or type(logits).__name__}")
-        _checks.that(0 <= int(labels.min()) and int(labels.max()) < logits.shape[1],
-                     f"labels must lie in [0, {logits.shape[1] - 1}]")
+        got = tuple(getattr(logits, "shape", ())) or type(logits).__name__
+        _checks.that(isinstance(logits, torch.Tensor) and logits.ndim == 2 and got[0] == B, f"classifier must return logits of shape ({B}, K), got {got}")
+        _checks.that(0 <= int(labels.min()) and int(labels.max()) < got[1], f"labels must lie in [0, {got[1] - 1}]")
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs.gather(1, labels.to(logits.device).long().unsqueeze(1)).squeeze(1)
 
@@ -292,8 +291,7 @@ def classifier_guided_eps(
     s = _check_real("scale", scale, low=0.0)
     if isinstance(alpha_cumprod_t, torch.Tensor):
         a = alpha_cumprod_t.to(device=eps.device, dtype=eps.dtype)
-        _checks.that(a.ndim == 0 or a.shape == eps.shape[:1], "alpha_cumprod_t must be a number, a 0-d or "
-                     f"a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}")
+        _checks.that(a.ndim == 0 or a.shape == eps.shape[:1], f"alpha_cumprod_t must be a number, a 0-d or a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}")
         a = a.reshape(a.shape + (1,) * (eps.ndim - 1)) if a.ndim == 1 else a
         _checks.that(bool(((a > 0) & (a <= 1)).all()), "alpha_cumprod_t must lie in (0, 1]")
     else:
@@ -312,8 +310,7 @@ def in_guidance_interval(t, interval: tuple[float, float] | None) -> bool:
     t = _check_real("t", t)
     if interval is None:
         return True
-    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2,
-                 f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
+    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2, f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
     lo, hi = (_check_real(f"guidance_interval[{i}]", v) for i, v in enumerate(interval))
     _checks.that(lo <= hi, f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
     return lo <= t <= hi

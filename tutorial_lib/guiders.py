@@ -178,8 +178,7 @@ class Guider:
 
 
 def _negative(step: GuidanceStep) -> torch.Tensor:
-    _checks.that(step.negative_prompt_embeds is not None, "negative_prompt_embeds is required by this guider: pass the "
-                 "encoded empty prompt \"\" (the null condition) or a negative prompt; the sampler never substitutes zeros")
+    _checks.that(step.negative_prompt_embeds is not None, "negative_prompt_embeds is required by this guider: pass the encoded empty prompt \"\" (the null condition) or a negative prompt; the sampler never substitutes zeros")
     return step.negative_prompt_embeds
 
 

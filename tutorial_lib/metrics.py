@@ -41,10 +41,8 @@ __all__ = [
 
 
 def _check_features(name: str, x, dim: int | None = None) -> torch.Tensor:
-    _checks.that(isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] >= 2, f"{name} must be a (N, D) "
-                 f"tensor of features with N >= 2, got {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
-    _checks.that(dim in (None, x.shape[1]),
-                 f"{name} has {x.shape[1]} features per sample, expected {dim} (as the other set)")
+    _checks.that(isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] >= 2, f"{name} must be a (N, D) tensor of features with N >= 2, got {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+    _checks.that(dim in (None, x.shape[1]), f"{name} has {x.shape[1]} features per sample, expected {dim} (as the other set)")
     return x.detach().double()
 
 

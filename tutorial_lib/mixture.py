@@ -292,8 +292,7 @@ class GaussianMixture:
     # ------------------------------------------------------------ input handling
     def _prep_x(self, x: Any) -> tuple[torch.Tensor, tuple[int, ...], bool]:
         """``x`` -> ``(N, d)`` float64, the batch shape, and whether a trailing 1 was added."""
-        _checks.tensor("x", x)
-        _checks.that(x.is_floating_point(), f"x must be a floating-point tensor, got dtype {x.dtype}", TypeError)
+        _checks.floats("x", x, min_ndim=0)
         added = self.dim == 1 and (x.ndim == 0 or x.shape[-1] != 1)
         x = x[..., None] if added else x
         _checks.that(x.ndim >= 1 and x.shape[-1] == self.dim, f"x must have shape (..., {self.dim}) for this mixture, got {tuple(x.shape)}")

@@ -159,8 +159,7 @@ def ddpm_sample(
     Returns:
         :math:`x_0`, ``shape``, in the embeddings' dtype.
     """
-    shape, guidance_scale = _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds,
-                                               guidance_scale, guidance_interval, latents)
+    shape, guidance_scale = _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents)
     dtype = prompt_embeds.dtype if prompt_embeds.is_floating_point() else torch.float32
     device = prompt_embeds.device
     k = ddpm_coefficients(schedule, device, dtype)
@@ -242,8 +241,7 @@ def sample_guided(
             from threads waiting for each other at every operation.
     """
     n = _checks.integer("n", n, 1)
-    guidance_scale = _checks.real("guidance_scale", guidance_scale, low=0.0)
-    _checks.one_of("method", method, ("ddim", "ddpm"))
+    _checks.one_of("method", method, ("ddim", "ddpm"))  # guidance_scale: checked by the sampler it goes to
     sched = _resolve_schedule(mixture, schedule)
     oracle = OracleDenoiser(mixture, sched)
     labels = _class_labels(mixture, c, n)

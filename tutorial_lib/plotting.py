@@ -22,8 +22,7 @@ __all__ = ["to_numpy_image", "show_images", "token_attention_map", "mean_attenti
 
 def to_numpy_image(image: torch.Tensor):
     """``(3, H, W)`` in ``[-1, 1]`` -> ``(H, W, 3)`` numpy array in ``[0, 1]`` (clamped)."""
-    _checks.that(_checks.tensor("image", image).ndim == 3 and image.shape[0] in (1, 3),
-                 f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+    _checks.that(_checks.tensor("image", image).ndim == 3 and image.shape[0] in (1, 3), f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
     return ((image.detach().float().cpu() + 1) / 2).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
@@ -89,11 +88,9 @@ def mean_attention_maps(maps: Sequence[torch.Tensor], size: int | tuple[int, int
         ``(..., h, w)``: the mean over the layers.
     """
     maps = list(maps)
-    _checks.that(maps and all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in maps),
-                 "maps must be a non-empty sequence of tensors (..., h, w)")
+    _checks.that(maps and all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in maps), "maps must be a non-empty sequence of tensors (..., h, w)")
     lead = maps[0].shape[:-2]
-    _checks.that(all(m.shape[:-2] == lead for m in maps),
-                 f"maps must share their leading dims, got {[tuple(m.shape) for m in maps]}")
+    _checks.that(all(m.shape[:-2] == lead for m in maps), f"maps must share their leading dims, got {[tuple(m.shape) for m in maps]}")
     _checks.one_of("mode", mode, ("bilinear", "nearest"))
     if size is None:
         size = (max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps))

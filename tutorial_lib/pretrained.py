@@ -39,6 +39,7 @@ import json
 import re
 import shutil
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def _read_manifest(directory: Path) -> dict[str, str]:
     path = directory / MANIFEST_NAME
-    _checks.that(path.is_file(), f"{path} is missing: the model folder has no manifest. Reinstall the package or "
-                 "re-export the models with `python -m tutorial_lib.pretrained export`.", AssetVerificationError)
+    _checks.that(path.is_file(), f"{path} is missing: the model folder has no manifest. Reinstall the package or re-export the models with `python -m tutorial_lib.pretrained export`.", AssetVerificationError)
     entries = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -209,8 +209,7 @@ def _read_files(directory: Path, names, verify: bool) -> dict[str, bytes]:
             if status != "ok":
                 bad[name] = status
     lines = "\n".join(f"  {directory / k}: {v}" for k, v in sorted(bad.items()))
-    _checks.that(not (verify and bad), f"shipped model files failed verification:\n{lines}\n"
-                 "Reinstall the package (or restore the files from git) and try again.", AssetVerificationError)
+    _checks.that(not (verify and bad), f"shipped model files failed verification:\n{lines}\nReinstall the package (or restore the files from git) and try again.", AssetVerificationError)
     return data
 
 
@@ -535,4 +534,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -213,8 +213,7 @@ class ConditionalDDIMSampler:
     def _variance_noise(sample, generator, variance_noise) -> torch.Tensor:
         if variance_noise is None:
             return torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        if generator is not None:
-            raise ValueError("pass either generator or variance_noise, not both")
+        _checks.that(generator is None, "pass either generator or variance_noise, not both")
         return _checks.like("variance_noise", variance_noise, sample, "sample")
 
     # ================================================================ sampling

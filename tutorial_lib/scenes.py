@@ -144,8 +144,7 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
 def _check_labels(labels) -> int:
     _checks.instance("labels", labels, dict, "a dict of tensors (see scenes.sample_labels)")
     for name in ("kind", "count", "relation", "cell") + OBJECT_ATTRIBUTES:
-        _checks.that(isinstance(labels.get(name), torch.Tensor),
-                     f"labels is missing the tensor {name!r} (see scenes.sample_labels)")
+        _checks.that(isinstance(labels.get(name), torch.Tensor), f"labels is missing the tensor {name!r} (see scenes.sample_labels)")
     n = labels["count"].shape[0]
     _checks.shape("labels['cell']", labels["cell"], (n, MAX_OBJECTS))
     return n

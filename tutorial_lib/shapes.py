@@ -378,8 +378,7 @@ class ShapesDataset:
         return self.length
 
     def __getitem__(self, i: int):
-        if not 0 <= i < self.length:
-            raise IndexError(f"index {i} out of range for a dataset of length {self.length}")
+        _checks.that(0 <= i < self.length, f"index {i} out of range for a dataset of length {self.length}", IndexError)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         images, labels, captions = generate(1, g, size=self.size, jitter=self.jitter)
         return images[0], {k: int(v[0]) for k, v in labels.items()}, captions[0]

@@ -146,8 +146,8 @@ def _max_length(tokenizer, max_length: int | None) -> int:
     """``max_length``, or the tokenizer's ``model_max_length`` (77 for CLIP) when ``None``."""
     if max_length is None:
         max_length = getattr(tokenizer, "model_max_length", None)
-        _checks.that(isinstance(max_length, int) and max_length <= 100_000,  # transformers' "no limit" is 1e30
-                     f"max_length is required: the tokenizer declares no usable model_max_length (got {max_length!r})")
+        usable = isinstance(max_length, int) and max_length <= 100_000  # transformers' "no limit" is 1e30
+        _checks.that(usable, f"max_length is required: the tokenizer declares no usable model_max_length (got {max_length!r})")
     return _checks.integer("max_length", max_length, low=2)
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -132,8 +133,7 @@ def build_denoiser(cfg: DenoiserTrainConfig):
         text_encoder.load_state_dict(shipped.state_dict())
     elif init is not None:
         path = Path(init) / "text_encoder.safetensors"
-        _checks.that(path.is_file(), f"text_encoder_init must be None, 'shipped' or a folder with "
-                     f"text_encoder.safetensors; {path} does not exist")
+        _checks.that(path.is_file(), f"text_encoder_init must be None, 'shipped' or a folder with text_encoder.safetensors; {path} does not exist")
         from safetensors.torch import load_file
 
         text_encoder.load_state_dict(load_file(str(path)))
@@ -317,8 +317,7 @@ class _DenoiserRun(TrainingRun):
         if self.aux_head is not None:
             self.aux_head.load_state_dict(state["text_aux_head"])
         gens = state.get("rank_generators", [(state["data_gen"], state["noise_gen"])])
-        _checks.that(len(gens) == self.ctx.world_size, f"the checkpoint was written by {len(gens)} process(es); "
-                     f"resume it with as many (this run has {self.ctx.world_size})")
+        _checks.that(len(gens) == self.ctx.world_size, f"the checkpoint was written by {len(gens)} process(es); resume it with as many (this run has {self.ctx.world_size})")
         self.data_gen.set_state(gens[self.ctx.rank][0])
         self.noise_gen.set_state(gens[self.ctx.rank][1])
         self.step, self.elapsed = state["step"], state["elapsed"]
@@ -571,4 +570,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

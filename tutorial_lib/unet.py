@@ -93,8 +93,7 @@ class UNetConfig:
         for name, value in [(n, getattr(self, n)) for n in ints] + mults:
             _checks.that(type(value) is int and value > 0, f"{name} must be a positive int, got {value!r}")
         _checks.that(len(self.channel_mults) > 0, "channel_mults must be a non-empty tuple of positive ints")
-        _checks.that(len(self.attention_levels) == len(self.channel_mults), "attention_levels needs one flag "
-                     f"per level ({len(self.channel_mults)}), got {len(self.attention_levels)}")
+        _checks.that(len(self.attention_levels) == len(self.channel_mults), f"attention_levels needs one flag per level ({len(self.channel_mults)}), got {len(self.attention_levels)}")
         for ch in self.level_channels:
             _checks.that(ch % self.norm_groups == 0, f"norm_groups={self.norm_groups} must divide channels {ch}")
             _checks.that(ch % self.num_heads == 0, f"num_heads={self.num_heads} must divide channels {ch}")
@@ -202,13 +201,11 @@ class ConditionalUNet(nn.Module):
         _checks.shape("x_t", x_t, (None, self.in_channels, None, None), f"(B, {self.in_channels}, H, W)")
         _checks.that(x_t.is_floating_point(), f"x_t must be a floating-point tensor, got dtype {x_t.dtype}", TypeError)
         f, batch = self.config.downsample_factor, x_t.shape[0]
-        _checks.that(x_t.shape[2] % f == 0 and x_t.shape[3] % f == 0, f"x_t's height and width must be "
-                     f"divisible by {f} (2**(levels-1)), got {tuple(x_t.shape[2:])}")
+        _checks.that(x_t.shape[2] % f == 0 and x_t.shape[3] % f == 0, f"x_t's height and width must be divisible by {f} (2**(levels-1)), got {tuple(x_t.shape[2:])}")
         if isinstance(t, (int, float)) and not isinstance(t, bool):
             t = torch.tensor(t, device=x_t.device)
         _checks.instance("t", t, torch.Tensor, "a tensor or a number")
-        _checks.that(t.dtype != torch.bool and not t.is_complex(),
-                     f"t must be an integer or float tensor, got dtype {t.dtype}", TypeError)
+        _checks.that(t.dtype != torch.bool and not t.is_complex(), f"t must be an integer or float tensor, got dtype {t.dtype}", TypeError)
         t = t.expand(batch) if t.ndim == 0 else t  # a scalar t: the same timestep for every sample
         _checks.that(t.shape == (batch,), f"t must have shape (B,) = ({batch},) or be a scalar, got {tuple(t.shape)}")
         _checks.shape("context", context, (batch, None, self.context_dim), "(B, N, context_dim)")

@@ -108,8 +108,7 @@ class InteractiveFigure:
 
         with interactive_threads():
             figure = self.render(**self.values())
-        if figure is None:
-            raise TypeError(f"render must return a matplotlib Figure, got None (widget {self.name!r})")
+        _checks.that(figure is not None, f"render must return a matplotlib Figure, got None (widget {self.name!r})", TypeError)
         plt.close(figure)  # shown through the display handle only, not again by the inline backend
         return figure
 
