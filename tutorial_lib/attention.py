@@ -150,11 +150,11 @@ class CrossAttention(nn.Module):
     def attention_math(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The explicit formula: ``P = softmax(Q K^T / sqrt(d))``, ``out = P V``.
+        """The explicit formula: ``P = softmax(Q K^T / sqrt(d))``, ``out = P V``.
 
         ``q`` is ``(B, h, N_q, d)``, ``k`` and ``v`` are ``(B, h, N_k, d)`` and
         ``mask`` is ``(B, N_k)`` bool (True = keep) or None. Masked keys get
-        score :math:`-\infty`, hence probability exactly 0. Returns
+        score −∞, hence probability exactly 0. Returns
         ``(out (B, h, N_q, d), P (B, h, N_q, N_k))``; ``P`` is before dropout.
         """
         scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale  # (B, h, N_q, N_k)
@@ -323,7 +323,7 @@ def attention_flops(n_query: int, n_key: int, inner_dim: int) -> int:
     """Multiply-adds of ``Q K^T`` and ``P V`` for one example: ``2 * N_q * N_k * inner``.
 
     Introduced in notebook 03 to show why attention is left out at high
-    resolution: the cost of self-attention grows as ``(H W)^2``.
+    resolution: the cost of self-attention grows as ``(H W)²``.
     """
     return 2 * n_query * n_key * inner_dim
 

@@ -1,4 +1,4 @@
-r"""The building blocks of the conditional U-Net: ResBlock and ConditionedResBlock.
+"""The building blocks of the conditional U-Net: ResBlock and ConditionedResBlock.
 
 Introduced in notebook 04.
 
@@ -39,10 +39,10 @@ class ResBlock(nn.Module):
         h = \mathrm{Conv}_2(\mathrm{Drop}(\mathrm{SiLU}(\mathrm{AdaGN}(h, \mathrm{SiLU}(\tau))))),\quad
         y = \mathrm{skip}(x) + h
 
-    where :math:`\tau` is the time embedding and ``skip`` is a 1×1 conv when
+    where τ is the time embedding and ``skip`` is a 1×1 conv when
     ``in_ch != out_ch`` (identity otherwise). Introduced in notebook 04, which also runs
     diffusers' ``ResnetBlock2D``: Stable Diffusion's block replaces the AdaGN line by
-    :math:`\mathrm{GN}(h + W\,\mathrm{SiLU}(\tau))`, a per-channel bias.
+    GN(h + W SiLU(τ)), a per-channel bias.
 
     Shapes: ``x`` ``(B, in_ch, H, W)``, ``time_emb`` ``(B, time_dim)`` ->
     ``(B, out_ch, H, W)``. ``forward`` does not check them: its owner, a
@@ -112,7 +112,7 @@ class ConditionedResBlock(nn.Module):
         num_heads: attention heads (must divide ``out_ch`` unless ``head_dim`` is given).
         dropout: dropout in the ResBlock, attention and feed-forward.
         use_attention: False turns the block into a plain ResBlock (used at high
-            resolution where ``(H W)^2`` attention is too expensive); ``context``
+            resolution where ``(H W)²`` attention is too expensive); ``context``
             is then still validated but unused.
         num_groups: GroupNorm groups.
         head_dim: optional explicit head width.

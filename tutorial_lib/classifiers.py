@@ -12,9 +12,9 @@ with one linear head per attribute (colour, shape, size, position; see
   :mod:`tutorial_lib.shapes` and never used to guide sampling: a guided sampler
   can fool the classifier it follows, so the scorer must be a different model.
 - the **noise-robust classifier** (``time_conditioned=True``) sees noised
-  images :math:`x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon`
-  at random :math:`t` and models :math:`p_\\phi(y \\mid x_t, t)`. Its gradient
-  :math:`\\nabla_{x_t} \\log p_\\phi(y \\mid x_t, t)` is what classifier guidance
+  images x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε
+  at random t and models p_φ(y | x_t, t). Its gradient
+  ∇_{x_t} log p_φ(y | x_t, t) is what classifier guidance
   adds to the score (Dhariwal & Nichol 2021, eq. 9-10).
 
 The attributes are modelled as independent given the image, so the joint

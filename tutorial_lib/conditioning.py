@@ -35,8 +35,8 @@ __all__ = [
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     r"""Sinusoidal embedding of timesteps, ``(B,) -> (B, dim)``.
 
-    With :math:`h = \lfloor dim/2 \rfloor` frequencies
-    :math:`\omega_i = \text{max\_period}^{-i/h}` for :math:`i = 0..h-1`:
+    With h = ⌊ dim/2 ⌋ frequencies
+    ω_i = max_period^(-i/h) for i = 0..h-1:
 
     .. math::  e(t) = [\cos(\omega_0 t), \dots, \cos(\omega_{h-1} t),
                        \sin(\omega_0 t), \dots, \sin(\omega_{h-1} t)]
@@ -95,7 +95,7 @@ class TimestepMLP(nn.Module):
     notebook 04 (diffusers calls the same pair ``Timesteps`` + ``TimestepEmbedding``).
 
     Args:
-        freq_dim: width of the sinusoidal embedding :math:`e(t)`.
+        freq_dim: width of the sinusoidal embedding e(t).
         out_dim: width of the output (``time_dim`` of the ResBlocks).
     """
 
@@ -154,8 +154,8 @@ class AdaptiveGroupNorm(nn.Module):
                \qquad [s(c), b(c)] = W c + w_0
 
     ``GroupNorm`` has no affine parameters of its own: the per-channel scale
-    :math:`1 + s` and shift :math:`b` come from the condition. The projection
-    :math:`W, w_0` is zero-initialised, so at initialisation the layer is a plain
+    1 + s and shift b come from the condition. The projection
+    W, w_0 is zero-initialised, so at initialisation the layer is a plain
     GroupNorm and the condition has no effect until training moves it.
 
     Introduced in notebook 01; the course's ResBlocks (notebook 04) inject the

@@ -5,18 +5,18 @@ Introduced in notebook 05 (classifier guidance) and used again in notebooks 06
 data distribution for which every quantity of a diffusion model is known in
 closed form, so guidance can be *proved* numerically instead of asserted.
 
-The data are :math:`x_0 \in \mathbb{R}^d` (``d`` = 1 or 2) drawn from
+The data are x_0 ∈ ℝ^d (``d`` = 1 or 2) drawn from
 
 .. math::  p(x_0) = \sum_{k=1}^{K} w_k\, \mathcal{N}(x_0; \mu_k, \Sigma_k),
 
-and each component ``k`` carries a class label :math:`c_k` (several components
-may share a class). The class prior is :math:`\pi_c = \sum_{k: c_k = c} w_k`
+and each component ``k`` carries a class label c_k (several components
+may share a class). The class prior is π_c = Σ_{k: c_k = c} w_k
 and the class-conditional density is the sub-mixture
-:math:`p(x_0 \mid c) = \sum_{k: c_k = c} (w_k / \pi_c)\, \mathcal{N}(x_0; \mu_k, \Sigma_k)`.
+p(x_0 | c) = Σ_{k: c_k = c} (w_k / π_c) 𝒩(x_0; μ_k, Σ_k).
 
 The forward process of the course's :class:`~tutorial_lib.schedule.NoiseSchedule`
-is :math:`x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \varepsilon`,
-:math:`\varepsilon \sim \mathcal{N}(0, I)`. A linear map of a Gaussian plus an
+is x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε,
+ε ~ 𝒩(0, I). A linear map of a Gaussian plus an
 independent Gaussian is Gaussian, so the noised density is again a mixture
 with the *same* weights (eq. M1):
 
@@ -24,20 +24,20 @@ with the *same* weights (eq. M1):
            \Sigma_{k,t}\big), \qquad \Sigma_{k,t} = \bar\alpha_t \Sigma_k + (1-\bar\alpha_t) I.
 
 Everything else follows in closed form (``r_k(x)`` are the responsibilities,
-the softmax over ``k`` of :math:`\log w_k + \log \mathcal{N}_k(x)`):
+the softmax over ``k`` of log w_k + log 𝒩_k(x)):
 
-- score (M2): :math:`\nabla_x \log p_t(x) = -\sum_k r_k(x)\, \Sigma_{k,t}^{-1}(x - \sqrt{\bar\alpha_t}\mu_k)`,
+- score (M2): ∇ₓ log p_t(x) = −Σ_k r_k(x) Σ_{k,t}⁻¹(x − √ᾱ_t μ_k),
   and the class-conditional score is the same sum over the components of class ``c``;
-- class posterior (M3): :math:`p_t(c \mid x) = \sum_{k: c_k = c} r_k(x)`, and
-  :math:`\nabla_x \log p_t(c \mid x) = \nabla_x \log p_t(x \mid c) - \nabla_x \log p_t(x)` (Bayes);
-- noise prediction (M4): :math:`\varepsilon(x, t) = -\sqrt{1-\bar\alpha_t}\, \nabla_x \log p_t(x)`,
+- class posterior (M3): p_t(c | x) = Σ_{k: c_k = c} r_k(x), and
+  ∇ₓ log p_t(c | x) = ∇ₓ log p_t(x | c) − ∇ₓ log p_t(x) (Bayes);
+- noise prediction (M4): ε(x, t) = −√(1 − ᾱ_t) ∇ₓ log p_t(x),
   the minimiser of the denoising loss;
 - Tweedie's posterior mean (M5):
-  :math:`\mathbb{E}[x_0 \mid x_t] = \big(x_t + (1-\bar\alpha_t)\nabla_x \log p_t(x_t)\big) / \sqrt{\bar\alpha_t}`.
+  𝔼[x_0 | x_t] = (x_t + (1 − ᾱ_t) ∇ₓ log p_t(x_t)) / √ᾱ_t.
 
-Implementation note: all :math:`\Sigma_{k,t}` share the eigenvectors of
-:math:`\Sigma_k` (:math:`\Sigma_k = U_k \operatorname{diag}(\lambda_k) U_k^\top`
-gives :math:`\Sigma_{k,t} = U_k \operatorname{diag}(\bar\alpha_t\lambda_k + 1 - \bar\alpha_t) U_k^\top`),
+Implementation note: all Σ_{k,t} share the eigenvectors of
+Σ_k (Σ_k = U_k diag(λ_k) U_kᵀ
+gives Σ_{k,t} = U_k diag(ᾱ_t λ_k + 1 − ᾱ_t) U_kᵀ),
 so one eigendecomposition at construction makes every later inverse and
 log-determinant an elementwise division: fully vectorised over samples and
 timesteps, in float64, with log-sum-exp for stability.
@@ -55,7 +55,7 @@ The main objects:
   the notebooks' mixtures.
 
 Built on top of this module (it imports neither): :mod:`tutorial_lib.tilted`, the
-tilted target :math:`p(x\mid c)^\gamma p(x)^{1-\gamma}`, and
+tilted target p(x | c)^γ p(x)^(1 − γ), and
 :mod:`tutorial_lib.mixture_experiments`, what the notebooks run on a mixture with the
 sampler (DDPM and DDIM sampling with CFG, the guidance sweep, the interval demo).
 """
@@ -190,14 +190,14 @@ def _class_labels_of(labels: Any, K: int, num_classes: int | None) -> tuple[torc
 
 
 class GaussianMixture:
-    r"""A Gaussian mixture in 1-D or 2-D whose components carry class labels.
+    """A Gaussian mixture in 1-D or 2-D whose components carry class labels.
 
     Introduced in notebook 05. See the module docstring for equations M1-M5.
 
     Args:
-        weights: ``(K,)`` positive component weights :math:`w_k` (normalised to sum to 1).
-        means: ``(K, d)`` component means :math:`\mu_k`; in 1-D ``(K,)`` is accepted.
-        covariances: the :math:`\Sigma_k`, one of ``(K, d, d)`` full (symmetric positive
+        weights: ``(K,)`` positive component weights w_k (normalised to sum to 1).
+        means: ``(K, d)`` component means μ_k; in 1-D ``(K,)`` is accepted.
+        covariances: the Σ_k, one of ``(K, d, d)`` full (symmetric positive
             definite), ``(K, d)`` diagonal variances, or ``(K,)`` one isotropic variance
             per component (in 1-D, ``(K,)`` is simply the variances).
         labels: ``(K,)`` integer class of each component, in ``0..C-1``; every class
@@ -205,16 +205,16 @@ class GaussianMixture:
         num_classes: ``C``; default ``max(labels) + 1``.
         schedule: anything with ``alphas_cumprod`` (``(T,)``, e.g. a
             :class:`~tutorial_lib.schedule.NoiseSchedule`) that maps a training timestep
-            ``t`` to :math:`\bar\alpha_t`; default ``NoiseSchedule()``.
+            ``t`` to ᾱ_t; default ``NoiseSchedule()``.
 
     Conventions for every method:
 
     - ``x`` is ``(..., d)`` (in 1-D a tensor without the trailing 1 is accepted too);
       results keep the batch shape ``...``; computation is in float64 and results
       are returned in float64 (cast them yourself if needed).
-    - ``t`` is ``None`` (clean data, :math:`\bar\alpha = 1`), an int, or an integer
+    - ``t`` is ``None`` (clean data, ᾱ = 1), an int, or an integer
       tensor broadcastable to the batch shape (non-integer float timesteps are
-      interpolated linearly in :math:`\bar\alpha`). ``alpha_cumprod=`` may be given
+      interpolated linearly in ᾱ). ``alpha_cumprod=`` may be given
       instead of ``t`` to bypass the schedule.
     - ``c`` is ``None`` (the marginal), an int, or an integer tensor broadcastable
       to the batch shape.
@@ -261,13 +261,13 @@ class GaussianMixture:
         return int(self.alphas_cumprod.numel())
 
     def mean(self, c: int | None = None) -> torch.Tensor:
-        """Exact mean of :math:`p(x_0)` or :math:`p(x_0 \\mid c)`, shape ``(d,)``."""
+        """Exact mean of p(x_0) or p(x_0 | c), shape ``(d,)``."""
         w = self._component_weights(c)
         return (w[:, None] * self.means).sum(0)
 
     def covariance(self, c: int | None = None) -> torch.Tensor:
-        r"""Exact covariance of :math:`p(x_0)` or :math:`p(x_0 \mid c)`, ``(d, d)``:
-        :math:`\sum_k w_k (\Sigma_k + \mu_k\mu_k^\top) - m m^\top`."""
+        """Exact covariance of p(x_0) or p(x_0 | c), ``(d, d)``:
+        Σ_k w_k (Σ_k + μ_k μ_kᵀ) − m mᵀ."""
         w = self._component_weights(c)
         m = self.mean(c)
         second = (w[:, None, None] * (self.covariances + self.means[:, :, None] * self.means[:, None, :])).sum(0)
@@ -300,10 +300,10 @@ class GaussianMixture:
         return x.to(torch.float64).reshape(-1, self.dim), batch, added
 
     def alpha_bar(self, t: Any, batch: tuple[int, ...] = ()) -> torch.Tensor:
-        r""":math:`\bar\alpha_t` for timesteps ``t``, flattened to ``(N,)`` for the batch shape
+        """ᾱ_t for timesteps ``t``, flattened to ``(N,)`` for the batch shape
         ``batch``, or ``(1,)`` when one timestep is shared by the whole batch.
 
-        ``t=None`` means clean data (:math:`\bar\alpha = 1`). Integer ``t`` indexes
+        ``t=None`` means clean data (ᾱ = 1). Integer ``t`` indexes
         ``alphas_cumprod``; non-integer floats are interpolated linearly.
         """
         return _alpha_bar(self.alphas_cumprod, t, batch)
@@ -329,18 +329,18 @@ class GaussianMixture:
 
     # ------------------------------------------------------------ the core computation
     def _components(self, x: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Per-component log densities and scores at noise level ``ab`` (eqs. M1, M2).
+        """Per-component log densities and scores at noise level ``ab`` (eqs. M1, M2).
 
         The layout is component-major (samples last), so every reduction over the
         few components or coordinates is a sum of long contiguous vectors.
 
         Args:
             x: ``(N, d)`` float64.
-            ab: ``(N,)`` or ``(1,)`` float64, :math:`\bar\alpha`.
+            ab: ``(N,)`` or ``(1,)`` float64, ᾱ.
 
         Returns:
-            ``logits`` ``(K, N)``: :math:`\log w_k + \log\mathcal{N}(x; \sqrt{\bar\alpha}\mu_k, \Sigma_{k,t})`;
-            ``scores`` ``(K, d, N)``: :math:`-\Sigma_{k,t}^{-1}(x - \sqrt{\bar\alpha}\mu_k)`.
+            ``logits`` ``(K, N)``: log w_k + log 𝒩(x; √ᾱ μ_k, Σ_{k,t});
+            ``scores`` ``(K, d, N)``: −Σ_{k,t}⁻¹(x − √ᾱ μ_k).
         """
         U = self._eigvecs  # (K, d, d)
         ab = ab.reshape(1, 1, -1)
@@ -364,7 +364,7 @@ class GaussianMixture:
 
     # ------------------------------------------------------------ public densities and scores
     def log_prob(self, x: torch.Tensor, t: Any = None, c: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r"""Exact :math:`\log p_t(x)` (``c=None``) or :math:`\log p_t(x \mid c)` (eq. M1).
+        """Exact log p_t(x) (``c=None``) or log p_t(x | c) (eq. M1).
 
         Args:
             x: ``(..., d)``; t: timesteps or ``None`` for ``t = 0`` data; c: class or ``None``.
@@ -388,10 +388,10 @@ class GaussianMixture:
         return (resp[:, None, :] * scores).sum(0).T  # (N, d)
 
     def score(self, x: torch.Tensor, t: Any = None, c: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r"""Exact score :math:`\nabla_x \log p_t(x)` or :math:`\nabla_x \log p_t(x \mid c)` (eq. M2).
+        """Exact score ∇ₓ log p_t(x) or ∇ₓ log p_t(x | c) (eq. M2).
 
         Args:
-            x: ``(..., d)`` :math:`x_t`; t: timesteps; c: class or ``None``.
+            x: ``(..., d)`` x_t; t: timesteps; c: class or ``None``.
 
         Returns:
             same shape as ``x``, float64.
@@ -406,7 +406,7 @@ class GaussianMixture:
         return out[..., 0] if added else out
 
     def class_log_posterior(self, x: torch.Tensor, t: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r""":math:`\log p_t(c \mid x)` for every class, ``(..., C)`` (eq. M3); differentiable in ``x``."""
+        """log p_t(c | x) for every class, ``(..., C)`` (eq. M3); differentiable in ``x``."""
         xf, batch, _ = self._prep_x(x)
         ab = self._resolve_ab(t, batch, alpha_cumprod)
         logits, _ = self._components(xf, ab)
@@ -416,11 +416,11 @@ class GaussianMixture:
         return out.T.reshape(*batch, self.num_classes)
 
     def class_posterior(self, x: torch.Tensor, t: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r"""The exact (noise-robust) classifier :math:`p_t(c \mid x)`, ``(..., C)``, rows sum to 1 (eq. M3)."""
+        """The exact (noise-robust) classifier p_t(c | x), ``(..., C)``, rows sum to 1 (eq. M3)."""
         return self.class_log_posterior(x, t, alpha_cumprod=alpha_cumprod).exp()
 
     def log_posterior_grad(self, x: torch.Tensor, t: Any, c: Any, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r""":math:`\nabla_x \log p_t(c \mid x) = \nabla_x \log p_t(x \mid c) - \nabla_x \log p_t(x)`
+        """∇ₓ log p_t(c | x) = ∇ₓ log p_t(x | c) − ∇ₓ log p_t(x)
         (eq. M3), the classifier-guidance gradient of the exact classifier; same shape as ``x``."""
         _checks.that(c is not None, "c must be a class label (or tensor of labels), got None")
         xf, batch, added = self._prep_x(x)
@@ -432,9 +432,9 @@ class GaussianMixture:
         return self._reshape_like(out, batch, added)
 
     def eps(self, x: torch.Tensor, t: Any, c: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r"""The exact noise prediction :math:`\varepsilon^*(x_t, t[, c]) = -\sqrt{1-\bar\alpha_t}\,
-        \nabla \log p_t(x_t[\mid c])` (eq. M4), the minimiser of the denoising loss
-        :math:`\mathbb{E}\|\varepsilon - \hat\varepsilon(x_t)\|^2`; same shape as ``x``, float64."""
+        """The exact noise prediction ε*(x_t, t[, c]) = −√(1 − ᾱ_t)
+        ∇ log p_t(x_t [| c]) (eq. M4), the minimiser of the denoising loss
+        𝔼‖ε − ε̂(x_t)‖²; same shape as ``x``, float64."""
         xf, batch, added = self._prep_x(x)
         ab = self._resolve_ab(t, batch, alpha_cumprod)
         sc = self._score_flat(xf, ab, self._class_mask(c, batch))
@@ -442,8 +442,8 @@ class GaussianMixture:
         return self._reshape_like(out, batch, added)
 
     def posterior_mean_x0(self, x: torch.Tensor, t: Any, c: Any = None, *, alpha_cumprod: Any = None) -> torch.Tensor:
-        r"""Tweedie's formula (eq. M5): :math:`\mathbb{E}[x_0 \mid x_t(, c)] =
-        (x_t + (1-\bar\alpha_t)\nabla\log p_t(x_t(\mid c))) / \sqrt{\bar\alpha_t}`; same shape as ``x``."""
+        """Tweedie's formula (eq. M5): 𝔼[x_0 | x_t(, c)] =
+        (x_t + (1 − ᾱ_t) ∇ log p_t(x_t(| c))) / √ᾱ_t; same shape as ``x``."""
         xf, batch, added = self._prep_x(x)
         ab = self._resolve_ab(t, batch, alpha_cumprod)
         sc = self._score_flat(xf, ab, self._class_mask(c, batch))
@@ -453,10 +453,10 @@ class GaussianMixture:
 
     # ------------------------------------------------------------ sampling at t = 0
     def sample(self, n: int, c: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""``n`` exact samples of :math:`p(x_0)` or :math:`p(x_0 \mid c)`, shape ``(n, d)`` float64.
+        """``n`` exact samples of p(x_0) or p(x_0 | c), shape ``(n, d)`` float64.
 
         Picks a component by its (class-restricted) weight, then
-        :math:`x_0 = \mu_k + U_k \operatorname{diag}(\sqrt{\lambda_k})\, z`, :math:`z \sim \mathcal{N}(0, I)`.
+        x_0 = μ_k + U_k diag(√λ_k) z, z ~ 𝒩(0, I).
         """
         return self.sample_with_components(n, c, generator)[0]
 
@@ -516,7 +516,7 @@ class GaussianMixture:
         row = context[:, 0, :].detach().cpu()
         if not row.is_floating_point():
             row = row.to(torch.float32)
-        # One-hot <=> entries >= 0 and, per row, sum x = sum x^2 = 1 (x in [0, 1] has x^2 <= x,
+        # One-hot <=> entries >= 0 and, per row, sum x = sum x² = 1 (x in [0, 1] has x² <= x,
         # with equality only at 0 and 1). Matrix-vector products keep it fast for large B.
         ones = torch.ones(self.context_dim, dtype=row.dtype)
         one_hot = not row.numel() or (bool(row.min() >= 0) and bool(((row @ ones) == 1).all())
@@ -528,11 +528,11 @@ class GaussianMixture:
     def sample_noised(
         self, n: int, t: int, c: Any = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        r"""``n`` exact samples of :math:`p_t(x)` (or :math:`p_t(x\mid c)`):
-        :math:`x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon`, ``(n, d)`` float64.
+        """``n`` exact samples of p_t(x) (or p_t(x | c)):
+        x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, ``(n, d)`` float64.
 
-        Passing these as the sampler's ``latents`` starts it from the *exact* :math:`p_T`
-        instead of :math:`\mathcal{N}(0, I)` (they differ by :math:`\sqrt{\bar\alpha_T}\mu`,
+        Passing these as the sampler's ``latents`` starts it from the *exact* p_T
+        instead of 𝒩(0, I) (they differ by √ᾱ_T μ,
         about 0.6% of the means for the linear schedule).
         """
         ab = _alpha_bar(self.alphas_cumprod, t, ())  # checks t
@@ -547,7 +547,7 @@ class GaussianMixture:
 
 
 class OracleDenoiser(nn.Module):
-    r"""The exact ε-prediction of a :class:`GaussianMixture`, with the U-Net's call signature.
+    """The exact ε-prediction of a :class:`GaussianMixture`, with the U-Net's call signature.
 
     Introduced in notebook 05. ``oracle(x_t, t, context) -> eps`` follows the
     course's denoiser protocol (docs/CONTRIBUTING.md), so
@@ -559,7 +559,7 @@ class OracleDenoiser(nn.Module):
       for class ``c`` and the *last* slot ``C`` for "no condition" -- the analogue of
       the encoded empty prompt. Build it with :meth:`GaussianMixture.condition_context`
       (``labels=None`` gives the null condition to pass as ``negative_prompt_embeds``).
-    - returns :math:`\varepsilon^*(x_t, t, c) = -\sqrt{1-\bar\alpha_t}\,\nabla\log p_t(x_t\mid c)`
+    - returns ε*(x_t, t, c) = −√(1 − ᾱ_t) ∇ log p_t(x_t | c)
       (the marginal score for the null slot), in ``x_t``'s dtype and shape.
 
     Attributes read by the sampler: ``prediction_type = "epsilon"`` and
@@ -568,7 +568,7 @@ class OracleDenoiser(nn.Module):
 
     Args:
         mixture: the :class:`GaussianMixture`.
-        schedule: the schedule mapping ``t`` to :math:`\bar\alpha_t`; default the mixture's.
+        schedule: the schedule mapping ``t`` to ᾱ_t; default the mixture's.
     """
 
     prediction_type = "epsilon"
@@ -629,11 +629,11 @@ class OracleDenoiser(nn.Module):
 
 
 class ExactClassifier(nn.Module):
-    r"""The exact noise-robust classifier of a mixture, ``classifier(x_t, t) -> logits (B, C)``.
+    """The exact noise-robust classifier of a mixture, ``classifier(x_t, t) -> logits (B, C)``.
 
-    Introduced in notebook 05. The logits are :math:`\log p_t(c \mid x_t)` (already
+    Introduced in notebook 05. The logits are log p_t(c | x_t) (already
     normalised, so ``log_softmax`` leaves them unchanged); differentiable in ``x_t``,
-    so the sampler's ``classifier=`` option (autograd of :math:`\log p_t(y\mid x_t)`)
+    so the sampler's ``classifier=`` option (autograd of log p_t(y | x_t))
     gives exactly :meth:`GaussianMixture.log_posterior_grad`.
     """
 
@@ -660,14 +660,14 @@ class ExactClassifier(nn.Module):
 
 
 def example_mixture_1d(schedule: Any = None) -> GaussianMixture:
-    r"""Two overlapping classes on a line: :math:`\tfrac12\mathcal{N}(-1, 0.5^2)` (class 0) and
-    :math:`\tfrac12\mathcal{N}(+1, 0.5^2)` (class 1). The default of
+    """Two overlapping classes on a line: ½𝒩(−1, 0.5²) (class 0) and
+    ½𝒩(+1, 0.5²) (class 1). The default of
     :func:`~tutorial_lib.mixture_experiments.guidance_sweep_table`."""
     return GaussianMixture([0.5, 0.5], [-1.0, 1.0], [0.25, 0.25], labels=[0, 1], schedule=schedule)
 
 
 def example_mixture_2d(schedule: Any = None) -> GaussianMixture:
-    r"""A 2-D mixture for plots (notebook 05): class 0 is one elongated Gaussian, class 1 has two
+    """A 2-D mixture for plots (notebook 05): class 0 is one elongated Gaussian, class 1 has two
     components, one of them close to class 0 (full covariances)."""
     return GaussianMixture(
         weights=[0.4, 0.35, 0.25],
@@ -679,16 +679,16 @@ def example_mixture_2d(schedule: Any = None) -> GaussianMixture:
 
 
 def interval_demo_mixture(schedule: Any = None) -> GaussianMixture:
-    r"""The guidance-interval example (notebook 06), 1-D, component std 0.2:
+    """The guidance-interval example (notebook 06), 1-D, component std 0.2:
 
     - class 0: a major mode at -2.5 (weight 0.3) and a minor mode at +0.5 (weight 0.2),
       so within the class the modes have proportions 0.6 : 0.4;
     - class 1: one mode at +2.5 (weight 0.5).
 
     At high noise the whole right half looks like class 1 (it holds 0.5 of the mass against
-    class 0's 0.2), so :math:`\nabla\log p_t(0\mid x)` points left everywhere there and strong
+    class 0's 0.2), so ∇ log p_t(0 | x) points left everywhere there and strong
     guidance pushes the trajectories that would have reached +0.5 to -2.5: the minor mode
-    is dropped. Below :math:`\sigma_t \approx 1` the modes at +0.5 and +2.5 are resolved and
+    is dropped. Below σ_t ≈ 1 the modes at +0.5 and +2.5 are resolved and
     guidance no longer hurts the minor mode.
     """
     return GaussianMixture([0.3, 0.2, 0.5], [-2.5, 0.5, 2.5], [0.04, 0.04, 0.04], labels=[0, 0, 1], schedule=schedule)

@@ -1,4 +1,4 @@
-r"""What the notebooks run on an exact mixture with the sampler: DDPM and DDIM with CFG, sweeps, demos.
+"""What the notebooks run on an exact mixture with the sampler: DDPM and DDIM with CFG, sweeps, demos.
 
 Introduced in notebook 06 (classifier-free guidance). This module sits *above* the
 sampler: it drives :class:`~tutorial_lib.sampler.ConditionalDDIMSampler` and the guiders
@@ -123,20 +123,20 @@ def ddpm_sample(
     r"""Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) with classifier-free guidance, all ``T`` steps.
 
     Introduced in notebook 06. At every training timestep ``t = T-1 ... 0``, with
-    the guided :math:`\tilde\varepsilon = \varepsilon_u + \gamma(\varepsilon_c - \varepsilon_u)`
-    (``cfg_combine``; :math:`\gamma = 1` outside ``guidance_interval``):
+    the guided ε̃ = ε_u + γ(ε_c − ε_u)
+    (``cfg_combine``; γ = 1 outside ``guidance_interval``):
 
     .. math::
         \hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\tilde\varepsilon)/\sqrt{\bar\alpha_t}, \qquad
-        x_{t-1} = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\hat x_0
+        x_{t−1} = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\hat x_0
                 + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t
                 + \tilde\sigma_t z, \quad
-        \tilde\sigma_t^2 = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t
+        \tilde\sigma_t² = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t
 
-    (DDPM eqs. 6-7, the posterior :math:`q(x_{t-1}\mid x_t, \hat x_0)`; :math:`\bar\alpha_{-1} = 1`,
-    so the last step returns :math:`\hat x_0`; coefficients from :func:`ddpm_coefficients`).
-    Algebraically this *is* the DDIM step with :math:`\eta = 1` at every training timestep:
-    :math:`1-\bar\alpha_{t-1}-\tilde\sigma_t^2 = \alpha_t(1-\bar\alpha_{t-1})^2/(1-\bar\alpha_t)`.
+    (DDPM eqs. 6-7, the posterior q(x_{t−1}| x_t, x̂_0); ᾱ_{−1} = 1,
+    so the last step returns x̂_0; coefficients from :func:`ddpm_coefficients`).
+    Algebraically this *is* the DDIM step with η = 1 at every training timestep:
+    1 − ᾱ_{t−1} − σ̃_t² = α_t(1 − ᾱ_{t−1})²/(1 − ᾱ_t).
     The tests check that it equals ``ConditionalDDIMSampler.sample(..., eta=1.0,
     num_inference_steps=T)`` with the same generator (same draws in the same order: ``x_T``
     then one ``z`` per step) to float64 round-off; this loop is kept because it states DDPM's
@@ -145,11 +145,11 @@ def ddpm_sample(
     Args:
         denoiser: ``denoiser(x_t, t, context) -> eps`` (ε-prediction only).
         schedule: anything with ``alphas_cumprod`` (a :class:`~tutorial_lib.schedule.NoiseSchedule`);
-            the step after ``t = 0`` lands on :math:`\bar\alpha = 1` (``set_alpha_to_one``).
+            the step after ``t = 0`` lands on ᾱ = 1 (``set_alpha_to_one``).
         shape: ``(B, *sample_shape)``.
         prompt_embeds: the condition, ``(B, ...)``.
         negative_prompt_embeds: the null condition, required when ``guidance_scale != 1``.
-        guidance_scale: :math:`\gamma \ge 0`.
+        guidance_scale: γ ≥ 0.
         generator: draws ``x_T`` (unless ``latents``) and then one ``z`` per step.
         guidance_interval: ``(t_lo, t_hi)``: guide only for ``t_lo <= t <= t_hi``.
         latents: ``x_T`` of shape ``shape``.
@@ -157,7 +157,7 @@ def ddpm_sample(
             ``(T + 1, *shape)`` -- memory grows with ``T``).
 
     Returns:
-        :math:`x_0`, ``shape``, in the embeddings' dtype.
+        x_0, ``shape``, in the embeddings' dtype.
     """
     shape, guidance_scale = _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents)
     dtype = prompt_embeds.dtype if prompt_embeds.is_floating_point() else torch.float32
@@ -212,27 +212,27 @@ def sample_guided(
     dtype: torch.dtype = torch.float64,
     num_threads: int | None = 1,
 ) -> torch.Tensor:
-    r"""``n`` CFG samples of class ``c`` from the oracle of ``mixture``, ``(n, d)``.
+    """``n`` CFG samples of class ``c`` from the oracle of ``mixture``, ``(n, d)``.
 
     Introduced in notebook 06. The guided noise prediction is
-    :math:`\varepsilon_u + \gamma(\varepsilon_c - \varepsilon_u)` with the *exact*
-    :math:`\varepsilon_c` and :math:`\varepsilon_u` (:class:`OracleDenoiser`), so any gap
+    ε_u + γ(ε_c − ε_u) with the *exact*
+    ε_c and ε_u (:class:`OracleDenoiser`), so any gap
     between these samples and :func:`tilted_target` is CFG's own, not a model's error.
 
     Args:
         mixture: the data distribution.
         n: number of samples.
         c: the class (int) or ``(n,)`` labels.
-        guidance_scale: :math:`\gamma \ge 0`.
-        method: ``"ddim"`` -- deterministic DDIM (:math:`\eta = 0`) with the course's
+        guidance_scale: γ ≥ 0.
+        method: ``"ddim"`` -- deterministic DDIM (η = 0) with the course's
             :class:`~tutorial_lib.sampler.ConditionalDDIMSampler` and ``num_inference_steps``
             steps of ``timestep_spacing``; or ``"ddpm"`` -- ancestral sampling with all ``T``
             steps (:func:`ddpm_sample`; ``num_inference_steps`` is ignored).
         generator: for ``x_T`` (and DDPM's noise).
         schedule: a ``NoiseSchedule``; default the mixture's.
-        guidance_interval: ``(t_lo, t_hi)`` in training timesteps; :math:`\gamma = 1` outside.
+        guidance_interval: ``(t_lo, t_hi)`` in training timesteps; γ = 1 outside.
         timestep_spacing: DDIM's spacing; "trailing" (default here) starts at ``t = T-1``.
-        latents: ``x_T`` ``(n, d)``; default :math:`\mathcal{N}(0, I)` from ``generator``.
+        latents: ``x_T`` ``(n, d)``; default 𝒩(0, I) from ``generator``.
         dtype: sampling precision (float64 by default; the oracle is float64 inside).
         num_threads: torch intra-op threads while sampling (restored afterwards); ``None``
             leaves the setting alone. Default 1: every step is a few dozen operations on
@@ -319,25 +319,25 @@ def guidance_sweep_table(
     seed: int = 0,
     schedule: Any = None,
 ) -> GuidanceSweep:
-    r"""What CFG really samples: mean and std of CFG samples (DDIM and DDPM) next to the tilted target.
+    """What CFG really samples: mean and std of CFG samples (DDIM and DDPM) next to the tilted target.
 
-    Introduced in notebook 06. For each :math:`\gamma` in ``gammas`` this draws ``n`` samples of
+    Introduced in notebook 06. For each γ in ``gammas`` this draws ``n`` samples of
     class ``c`` with the exact guided noise prediction
-    :math:`\varepsilon_u + \gamma(\varepsilon_c - \varepsilon_u)` by deterministic DDIM
+    ε_u + γ(ε_c − ε_u) by deterministic DDIM
     (the course sampler, ``num_inference_steps`` trailing steps; 200 is within ~0.005 of the
     ODE limit on the default mixture) and by ancestral DDPM (all ``T`` steps), and computes the
-    moments of :math:`p(x\mid c)^\gamma p(x)^{1-\gamma}` (:func:`tilted_target`). At
-    :math:`\gamma = 1` all three agree (up to Monte-Carlo error); for :math:`\gamma > 1` neither
+    moments of p(x | c)^γ p(x)^(1 − γ) (:func:`tilted_target`). At
+    γ = 1 all three agree (up to Monte-Carlo error); for γ > 1 neither
     sampler produces the tilted distribution, and DDIM and DDPM disagree with each other:
     the guided ε is not the noise prediction of any noised version of the tilted target
-    (:math:`p_t(x\mid c)^\gamma p_t(x)^{1-\gamma}` is not the diffusion of
-    :math:`p_0(x\mid c)^\gamma p_0(x)^{1-\gamma}`), so the ODE and the SDE that would
+    (p_t(x | c)^γ p_t(x)^(1 − γ) is not the diffusion of
+    p_0(x | c)^γ p_0(x)^(1 − γ)), so the ODE and the SDE that would
     agree for a true score follow different paths.
 
     Args:
         mixture: default :func:`example_mixture_1d`.
         c: the class to guide towards.
-        gammas: guidance scales :math:`\gamma \ge 0`.
+        gammas: guidance scales γ ≥ 0.
         n: samples per (γ, sampler).
         num_inference_steps: DDIM steps.
         seed: every (γ, sampler) cell uses ``torch.Generator().manual_seed(seed)``.
@@ -410,16 +410,16 @@ def guidance_interval_demo(
     samplers: Sequence[str] = ("ddim", "ddpm"),
     schedule: Any = None,
 ) -> IntervalDemo:
-    r"""Guidance at high noise drops a mode; guiding only in a middle interval of t keeps it.
+    """Guidance at high noise drops a mode; guiding only in a middle interval of t keeps it.
 
     Introduced in notebook 06, after Kynkäänniemi et al. (2024), "Applying guidance in a
     limited interval improves sample and distribution quality in diffusion models". On
     :func:`interval_demo_mixture` (class 0 has modes at -2.5 and +0.5 in proportions
     0.6 : 0.4; class 1 sits at +2.5) it samples class ``c`` three ways -- no guidance, CFG with
-    :math:`\gamma` at every step, and CFG with :math:`\gamma` only for
-    ``interval[0] <= t <= interval[1]`` (:math:`\gamma = 1`, the conditional prediction,
+    γ at every step, and CFG with γ only for
+    ``interval[0] <= t <= interval[1]`` (γ = 1, the conditional prediction,
     elsewhere) -- and returns the fraction of samples nearest to each mode of class ``c``.
-    With the defaults the interval (80, 250) is :math:`\sigma_t = \sqrt{(1-\bar\alpha_t)/\bar\alpha_t}`
+    With the defaults the interval (80, 250) is σ_t = √((1 − ᾱ_t)/ᾱ_t)
     from about 0.28 (Kynkäänniemi et al.'s lower end for EDM2) to about 1. With the
     defaults (DDIM, ``n = 4000``) the interval run's proportions equal the unguided
     run's to three decimals (one sample in 4000 changes mode): by ``t = 250``

@@ -1,4 +1,4 @@
-r"""One small task solved three ways: the conditioning paradigms of notebook 01, side by side.
+"""One small task solved three ways: the conditioning paradigms of notebook 01, side by side.
 
 Introduced in notebook 01 (conditioning paradigms).
 
@@ -7,9 +7,9 @@ uses ``S = 4``, quadrants of 2x2 pixels) is split into four quadrants.
 A condition is a short list of *tokens*, each a (colour, quadrant) pair such as
 ``("red", "top left")``; one to three objects, in distinct quadrants, listed in a
 random order and padded to three tokens with a ``<pad>`` token. The clean image
-:math:`x_0` paints each listed quadrant in its colour and leaves the others as
-background. A denoiser sees :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`,
-the timestep ``t`` and the tokens, and predicts :math:`\hat x_0`. At large ``t`` the
+x_0 paints each listed quadrant in its colour and leaves the others as
+background. A denoiser sees x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε,
+the timestep ``t`` and the tokens, and predicts x̂_0. At large ``t`` the
 noisy image holds almost nothing, so the prediction must come from the condition.
 
 **The three models** (:class:`PaintDenoiser`) share one small convolutional
@@ -116,7 +116,7 @@ def describe_tokens(tokens: torch.Tensor) -> str:
 
 
 class PaintDenoiser(nn.Module):
-    r"""A tiny x0-predicting denoiser whose condition enters by one of three paradigms.
+    """A tiny x0-predicting denoiser whose condition enters by one of three paradigms.
 
     ``forward(x_t, t, tokens) -> x0_hat`` with ``x_t`` ``(B, 3, S, S)``, ``t`` ``(B,)``
     training timesteps and ``tokens`` ``(B, N, 2)`` long; ``x0_hat`` has ``x_t``'s shape.
@@ -198,7 +198,7 @@ def train_paint_denoiser(
     model: PaintDenoiser, steps: int = 200, batch_size: int = 96, lr: float = 4e-3,
     seed: int = 0, schedule: NoiseSchedule | None = None,
 ) -> list[float]:
-    """Train with the x0 loss ``|| model(x_t, t, tokens) - x_0 ||^2``, ``t`` uniform; return the losses.
+    """Train with the x0 loss ``|| model(x_t, t, tokens) - x_0 ||²``, ``t`` uniform; return the losses.
 
     Fresh data every step from ``torch.Generator().manual_seed(seed)`` (so the
     same seed gives every model the same batches).

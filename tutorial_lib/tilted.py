@@ -1,13 +1,13 @@
-r"""The tilted target :math:`\tilde p_\gamma(x) \propto p(x\mid c)^\gamma\, p(x)^{1-\gamma}` of a mixture.
+"""The tilted target p̃_γ(x) ∝ p(x | c)^γ p(x)^(1 − γ) of a mixture.
 
-Introduced in notebook 06. Classifier-free guidance with scale :math:`\gamma` is often *said*
+Introduced in notebook 06. Classifier-free guidance with scale γ is often *said*
 to sample this distribution (Ho & Salimans 2022, eq. 6 read as a score); on a
 :class:`~tutorial_lib.mixture.GaussianMixture` it can be computed at ``t = 0`` -- exactly where
 a closed form exists, otherwise on a grid -- and compared with what CFG really samples
 (:mod:`tutorial_lib.mixture_experiments`).
 
 - :func:`tilted_log_prob` the unnormalised log density
-  :math:`\gamma \log p(x\mid c) + (1-\gamma)\log p(x)`;
+  γ log p(x | c) + (1 − γ) log p(x);
 - :func:`tilted_target` its moments and samples, a :class:`TiltedTarget`.
 """
 
@@ -24,11 +24,11 @@ __all__ = ["TiltedTarget", "tilted_target", "tilted_log_prob"]
 
 
 def tilted_log_prob(mixture: GaussianMixture, x: torch.Tensor, c: int, gamma: float) -> torch.Tensor:
-    r"""Unnormalised :math:`\gamma \log p(x\mid c) + (1-\gamma)\log p(x)` at ``t = 0``.
+    """Unnormalised γ log p(x | c) + (1 − γ) log p(x) at ``t = 0``.
 
     Args:
         mixture: the :class:`~tutorial_lib.mixture.GaussianMixture`.
-        x: ``(..., d)`` points; c: the class; gamma: :math:`\gamma \ge 0`.
+        x: ``(..., d)`` points; c: the class; gamma: γ ≥ 0.
 
     Returns:
         ``(...)`` float64.
@@ -50,7 +50,7 @@ def _fmt_vec(v: Any, digits: int = 3, sign: bool = True) -> str:
 
 
 class TiltedTarget:
-    r""":math:`\tilde p_\gamma(x) \propto p(x\mid c)^\gamma\, p(x)^{1-\gamma}` at ``t = 0``: moments and samples.
+    """p̃_γ(x) ∝ p(x | c)^γ p(x)^(1 − γ) at ``t = 0``: moments and samples.
 
     Introduced in notebook 06. Build it with :func:`tilted_target`. Attributes:
 
@@ -60,7 +60,7 @@ class TiltedTarget:
       grid is halved -- an estimate of the quadrature error), ``boundary_mass`` (the
       probability in the outermost ring of cells: how much the box may cut off),
       ``points`` ``(M, d)`` cell centres, ``probs`` ``(M,)`` cell probabilities,
-      ``cell`` ``(d,)`` cell widths and ``log_normalizer`` (:math:`\log Z`).
+      ``cell`` ``(d,)`` cell widths and ``log_normalizer`` (log Z).
     """
 
     def __init__(self, gamma: float, c: int, *, mixture: GaussianMixture | None = None,
@@ -121,32 +121,32 @@ def tilted_target(
     grid_size: int | None = None,
     margin: float = 8.0,
 ) -> TiltedTarget:
-    r"""The tilted distribution :math:`\tilde p_\gamma(x) \propto p(x\mid c)^\gamma\,p(x)^{1-\gamma}`
+    """The tilted distribution p̃_γ(x) ∝ p(x | c)^γ p(x)^(1 − γ)
     that CFG is often said to sample (Ho & Salimans 2022, eq. 6 read as a score).
 
     Introduced in notebook 06. **When is there a closed form?** Only when the
     tilted density is itself a Gaussian mixture:
 
-    - :math:`\gamma = 1`: it is :math:`p(x\mid c)`; :math:`\gamma = 0`: it is :math:`p(x)`;
-    - :math:`p(x\mid c) = p(x)` (every component belongs to class ``c``): it is :math:`p(x)`.
+    - γ = 1: it is p(x | c); γ = 0: it is p(x);
+    - p(x | c) = p(x) (every component belongs to class ``c``): it is p(x).
 
     In these cases the result is exact (``exact=True``). Otherwise there is none,
     *even for one Gaussian per class with a shared covariance*: the marginal
-    :math:`p(x) = \sum_c \pi_c p(x\mid c)` is a mixture, and a power
-    :math:`p(x)^{1-\gamma}` of a mixture is not a mixture (for two Gaussians
-    :math:`\tilde p_\gamma = p(x\mid c)\,(p(c\mid x)/\pi_c)^{\gamma-1}` with a logistic
-    :math:`p(c\mid x)`). The Gaussian-times-Gaussian formula often quoted
-    (precision :math:`\gamma\Lambda_c + (1-\gamma)\Lambda_u`) needs a *Gaussian*
+    p(x) = Σ_c π_c p(x | c) is a mixture, and a power
+    p(x)^(1 − γ) of a mixture is not a mixture (for two Gaussians
+    p̃_γ = p(x | c) (p(c | x)/π_c)^(γ − 1) with a logistic
+    p(c | x)). The Gaussian-times-Gaussian formula often quoted
+    (precision γ Λ_c + (1 − γ)Λ_u) needs a *Gaussian*
     unconditional density, which a labelled mixture with two or more classes never has.
 
     **The numerical method** (1-D and 2-D): evaluate
-    :math:`\gamma\log p(x\mid c) + (1-\gamma)\log p(x)` at the centres of a regular
-    grid, normalise with log-sum-exp (midpoint rule: :math:`Z \approx h^d \sum_j \tilde p(x_j)`),
+    γ log p(x | c) + (1 − γ) log p(x) at the centres of a regular
+    grid, normalise with log-sum-exp (midpoint rule: Z ≈ h^d Σ_j p̃(x_j)),
     and read off the moments. The box is the means of the relevant components
-    :math:`\pm` ``margin`` standard deviations: for :math:`\gamma \ge 1` the class-``c``
-    components suffice, because :math:`p(x) \ge \pi_c\, p(x\mid c)` and :math:`Z \ge 1`
-    (Jensen) give :math:`\tilde p_\gamma \le \pi_c^{1-\gamma} p(x\mid c)`; for
-    :math:`\gamma < 1` all components. ``grid_error`` compares with the half-resolution
+    ± ``margin`` standard deviations: for γ ≥ 1 the class-``c``
+    components suffice, because p(x) ≥ π_c p(x | c) and Z ≥ 1
+    (Jensen) give p̃_γ ≤ π_c^(1 − γ) p(x | c); for
+    γ < 1 all components. ``grid_error`` compares with the half-resolution
     grid and ``boundary_mass`` is the mass of the outermost cells; both are tiny for the
     defaults (the midpoint rule converges faster than any power of the cell width for
     smooth, rapidly decaying densities).
@@ -154,7 +154,7 @@ def tilted_target(
     Args:
         mixture: the :class:`GaussianMixture` (1-D or 2-D).
         c: the class.
-        gamma: :math:`\gamma \ge 0`.
+        gamma: γ ≥ 0.
         grid_size: cells per axis (default 4096 in 1-D, 400 in 2-D).
         margin: box half-width beyond the component means, in component standard deviations.
     """

@@ -21,15 +21,15 @@ writes its final weights as safetensors with the config as JSON beside them
 **Denoiser** (notebook 04). The loss is the DDPM "simple" loss (Ho et al. 2020, eq. 14)
 
 .. math::  L = \\mathbb{E}_{x_0, c, t, \\epsilon}\\,
-           \\lVert \\epsilon - \\epsilon_\\theta(\\sqrt{\\bar\\alpha_t}x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon,\\ t,\\ \\tau(c)) \\rVert^2
+           \\lVert \\epsilon - \\epsilon_\\theta(\\sqrt{\\bar\\alpha_t}x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon,\\ t,\\ \\tau(c)) \\rVert²
 
 with condition dropout (Ho & Salimans 2022): with probability ``p_uncond`` the
 caption ``c`` is replaced by the empty prompt ``""``, so the same network also
-learns the unconditional :math:`\\epsilon_\\theta(x_t, t, \\tau(""))` that
+learns the unconditional ε_θ(x_t, t, τ("")) that
 classifier-free guidance needs. The null condition is the *encoded* empty
 prompt, as in Stable Diffusion 1/2 — never a zero tensor.
 
-The text encoder :math:`\\tau` is a small ``transformers.CLIPTextModel``
+The text encoder τ is a small ``transformers.CLIPTextModel``
 (real CLIP tokenizer, 77 positions, random initialisation) **trained jointly**
 with the U-Net: its token features then mean something about the shapes, so
 the cross-attention maps of notebook 03 show words attending to the regions
