@@ -19,7 +19,7 @@ NBVAL_OPTS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
               --nbval-cell-timeout=300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-shapes eval-scenes eval-guiders clean distclean \
+.PHONY: help venv lab test test-determinism test-package test-notebooks bench lint format train train-fast train-scenes eval eval-shapes eval-scenes eval-guiders eval-a1111 clean distclean \
         student html test-site test-lab
 
 help: ## Show this help
@@ -79,6 +79,7 @@ eval: venv ## Every committed sweep: shapes (docs/results.md), scenes and guider
 	$(TEST_ENV) $(PY) scripts/evaluate.py
 	$(TEST_ENV) $(PY) scripts/evaluate_scenes.py
 	$(TEST_ENV) $(PY) scripts/evaluate_guiders.py
+	$(TEST_ENV) $(PY) scripts/evaluate_a1111.py
 
 eval-shapes: venv ## Only the shapes sweep -> docs/results.md
 	$(TEST_ENV) $(PY) scripts/evaluate.py
@@ -88,6 +89,9 @@ eval-scenes: venv ## The scenes sweep (fidelity, Frechet distance, precision/rec
 
 eval-guiders: venv ## Guidance after CFG on the scenes model (APG, CFG-Zero*, autoguidance, PAG) -> docs/results_guiders.md
 	$(TEST_ENV) $(PY) scripts/evaluate_guiders.py
+
+eval-a1111: venv ## A1111's s_min_uncond and prompt emphasis vs AND on the scenes model -> docs/results_a1111.md
+	$(TEST_ENV) $(PY) scripts/evaluate_a1111.py
 
 train-scenes: venv ## Train the scenes models (judge, denoiser, weak denoiser, noisy classifier; about 2 h on 2 CPU cores)
 	bash scripts/train_all.sh scenes

@@ -141,21 +141,18 @@ def pipeline_row(steps: int = 10, repeats: int = 7) -> dict:
     """The course sampler's loop against StableDiffusionPipeline's on the same (tiny, random) SD
     components: the same prompt embeddings, γ, x_T and steps; the pipeline with
     ``output_type="latent"`` (no VAE decode) and embeddings given (no text encoding)."""
-    import diffusers
-
     from tutorial_lib.guiders import ClassifierFreeGuidance
     from tutorial_lib.sd_bridge import (
         SD_SAMPLER_CONFIG,
         DiffusersUNetDenoiser,
         sd_noise_schedule,
+        sd_pipeline,
         tiny_sd_components,
     )
     from tutorial_lib.text import encode_prompt
 
     parts = tiny_sd_components(seed=0, sample_size=16)
-    pipe = diffusers.StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                             requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = sd_pipeline(parts)
     sampler = ConditionalDDIMSampler(DiffusersUNetDenoiser(parts["unet"]), sd_noise_schedule(), SD_SAMPLER_CONFIG,
                                      cfg_mode="batched")
     cond, neg = encode_prompt(parts["tokenizer"], parts["text_encoder"], ["a red circle"])
@@ -187,12 +184,49 @@ def pipeline_row(steps: int = 10, repeats: int = 7) -> dict:
     }
 
 
+def min_uncond_row(steps: int = 20, batch: int = 16, threshold: float = 4.0, repeats: int = 3) -> dict:
+    """A1111's ``s_min_uncond`` on the trained scenes model (notebook 10): wall time of a guided
+    sample with the unconditional pass skipped below σ = ``threshold`` (every other step, A1111's
+    default) over plain CFG, the same captions, noise and steps. ``docs/results_a1111.md`` has
+    what it does to fidelity and recall (N = 256)."""
+    from tutorial_lib.a1111 import MinUncondGuidance
+    from tutorial_lib.pretrained import load_pretrained
+    from tutorial_lib.scenes import caption_from_labels, sample_labels
+
+    models = load_pretrained(world="scenes")
+    sampler = models.sampler(cfg_mode="two_pass")
+    cond, uncond = models.encode(caption_from_labels(sample_labels(batch, torch.Generator().manual_seed(0))))
+    latents = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    guiders = {"cfg": MinUncondGuidance(3.0, s_min_uncond=0.0), "skip": MinUncondGuidance(3.0, s_min_uncond=threshold)}
+
+    def run(key):
+        start = time.perf_counter()
+        sampler.sample(latents.shape, cond, uncond, guiders[key], steps, latents=latents, progress=False)
+        return time.perf_counter() - start
+
+    run("skip")  # warm-up
+    times = {"cfg": [], "skip": []}
+    for _ in range(repeats):  # interleaved, so a load spike hits both
+        for key in times:
+            times[key].append(run(key))
+    best = {k: min(v) for k, v in times.items()}
+    calls = 2 * steps - guiders["skip"].skipped_steps
+    return {
+        "name": f"s_min_uncond={threshold:g} vs plain CFG, scenes model",
+        "value": round(best["skip"] / best["cfg"], 3),
+        "unit": "x (wall time / plain CFG's)",
+        "note": f"batch {batch}, {steps} DDIM steps, γ=3, two-pass CFG, best of {repeats}: plain {best['cfg']:.2f} s "
+        f"({2 * steps} U-Net calls per image), skipping {best['skip']:.2f} s ({calls} calls, "
+        f"{calls / (2 * steps):.3f} of them)",
+    }
+
+
 @torch.no_grad()
 def rows() -> list[dict]:
     """All sampler rows (about 30-60 s on the 2-core CI CPU)."""
     model, name, params = _model()
     name = f"{name} ({params / 1e6:.2f}M params)"
-    return [overhead_row(model, name), *cfg_rows(model, name), pipeline_row()]
+    return [overhead_row(model, name), *cfg_rows(model, name), pipeline_row(), min_uncond_row()]
 
 
 if __name__ == "__main__":

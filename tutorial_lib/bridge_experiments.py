@@ -19,7 +19,9 @@ the notebook runs a small live version of each, labelled with its n.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,8 +38,18 @@ from .scenes import (
     sample_labels,
 )
 
-__all__ = ["two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
+__all__ = ["committed_results", "two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
            "min_uncond_rows", "emphasis_rows", "negative_prompt_without_uncond"]
+
+#: Where ``make eval-a1111`` writes ``results_a1111.json`` (the repository's ``docs/``).
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs"
+
+
+def committed_results(results_dir: str | Path = RESULTS_DIR) -> dict:
+    """The committed N = 256 run of ``scripts/evaluate_a1111.py``: ``{"config", "sigmas",
+    "reference", "min_uncond": [row, ...], "emphasis": [row, ...]}`` (rows as returned by
+    :func:`min_uncond_rows` and :func:`emphasis_rows`)."""
+    return json.loads((Path(results_dir) / "results_a1111.json").read_text())
 
 
 def two_object_scenes(n: int, seed: int = 0) -> tuple[dict, list[str], dict]:

@@ -27,7 +27,8 @@ from .sampler import SamplerConfig
 from .schedule import NoiseSchedule
 
 __all__ = ["DiffusersUNetDenoiser", "sd_noise_schedule", "SD_SAMPLER_CONFIG", "tiny_sd_components",
-           "SDWeightsNotAvailableError", "SD_MODEL_ENV", "SD_DEFAULT_MODELS", "load_sd_components", "sd_components"]
+           "SDWeightsNotAvailableError", "SD_MODEL_ENV", "SD_DEFAULT_MODELS", "load_sd_components", "sd_components",
+           "sd_pipeline"]
 
 #: How SD 1.x pipelines walk the schedule (their scheduler configs: leading spacing, steps_offset 1).
 SD_SAMPLER_CONFIG = SamplerConfig(timestep_spacing="leading", steps_offset=1)
@@ -185,3 +186,21 @@ def sd_components(prefer_real: bool = True, seed: int = 0, sample_size: int = 8)
         except SDWeightsNotAvailableError:
             pass
     return tiny_sd_components(seed=seed, sample_size=sample_size), False
+
+
+def sd_pipeline(components: dict):
+    """``diffusers.StableDiffusionPipeline`` on ``components`` (the dict of :func:`sd_components`),
+    without safety checker or progress bar. transformers' notice that its image processors would
+    prefer torchvision (which the course keeps out; the pipeline never uses them) is silenced."""
+    import diffusers
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        pipe = diffusers.StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
+                                                 requires_safety_checker=False)
+    finally:
+        logging.set_verbosity(verbosity)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

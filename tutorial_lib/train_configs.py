@@ -1,6 +1,6 @@
 """The training configs: one base config shared by the denoiser and the classifiers, and ``CONFIGS``.
 
-Introduced in the training appendix notebook (10). A config is a dataclass holding
+Introduced in the training appendix notebook (11). A config is a dataclass holding
 everything that defines a run (saved as ``train_config.json`` beside the weights);
 :data:`CONFIGS` names the runs of each model (``full`` reproduces the shipped weights,
 ``fast`` is the learner's quick version) and :func:`get_config` builds one, with overrides.

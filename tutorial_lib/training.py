@@ -1,6 +1,6 @@
 """The training-loop skeleton every model of the course shares, and its pieces (EMA, checkpoints).
 
-Introduced in the training appendix notebook (10); :mod:`tutorial_lib.train` runs the
+Introduced in the training appendix notebook (11); :mod:`tutorial_lib.train` runs the
 denoiser and the two classifiers through it. One step of :func:`train_loop`, given the
 model's per-batch loss L(θ):
 
