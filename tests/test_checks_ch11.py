@@ -1,4 +1,4 @@
-"""The check of notebook 10 passes a right answer, explains a stub, and names planted mistakes."""
+"""The check of notebook 11 passes a right answer, explains a stub, and names planted mistakes."""
 
 import os
 
@@ -8,7 +8,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tutorial_lib.checks import ExerciseCheckFailed, ch10, check_condition_dropout  # noqa: E402
+from tutorial_lib.checks import ExerciseCheckFailed, ch11, check_condition_dropout  # noqa: E402
 from tutorial_lib.text import encode_prompt, load_clip_tokenizer, load_text_encoder  # noqa: E402
 
 
@@ -22,7 +22,7 @@ def solution(context, null_context, u, p_uncond):
 
 
 def test_check_is_exported():
-    assert "check_condition_dropout" in ch10.__all__
+    assert "check_condition_dropout" in ch11.__all__
 
 
 def test_passes_on_solution():
@@ -75,5 +75,5 @@ def test_dropping_the_encoding_equals_dropping_the_caption():
         by_caption, _ = encode_prompt(tok, encoder, dropped)
         context, _ = encode_prompt(tok, encoder, captions)
         null, _ = encode_prompt(tok, encoder, [""])
-    by_encoding = ch10.reference_condition_dropout(context, null, u, 0.15)
+    by_encoding = ch11.reference_condition_dropout(context, null, u, 0.15)
     assert torch.allclose(by_caption, by_encoding, atol=1e-6)
