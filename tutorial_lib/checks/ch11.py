@@ -1,4 +1,4 @@
-"""Checks for the exercise of notebook 10 (appendix: train your own).
+"""Checks for the exercise of notebook 11 (appendix: train your own).
 
 * ``check_condition_dropout(my_condition_dropout)``: condition dropout applied to
   encoded prompts, ``my_condition_dropout(context, null_context, u, p_uncond) ->
