@@ -73,6 +73,11 @@ def test_docstring_maths_is_unicode_not_sphinx_math_roles():
     assert not found, f":math: roles (write the maths in Unicode, as sampler.py does): {found}"
 
 
+def test_docstring_maths_has_no_sphinx_math_directives():
+    found = {p.name: p.read_text().count(".. math::") for p in MODULES if ".. math::" in p.read_text()}
+    assert not found, f".. math:: blocks (write the maths in Unicode, as sampler.py does): {found}"
+
+
 @pytest.mark.parametrize("module", sorted(NEVER_IMPORTS))
 def test_layering(module):
     above = code_stats.imports_of(PACKAGE / f"{module}.py") & NEVER_IMPORTS[module]

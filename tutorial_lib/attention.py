@@ -1,12 +1,10 @@
-r"""Cross-attention (and self-attention) with attention-map capture.
+"""Cross-attention (and self-attention) with attention-map capture.
 
 Introduced in notebook 03. Queries come from image tokens, keys and values
 from text tokens:
 
-.. math::
-    Q = \mathrm{LN}(x) W_Q,\quad K = c\,W_K,\quad V = c\,W_V,\qquad
-    \mathrm{head}_j = \mathrm{softmax}\!\left(\frac{Q_j K_j^\top}{\sqrt{d}}\right) V_j,
-    \qquad y = x + [\mathrm{head}_1, \dots, \mathrm{head}_h]\, W_O
+    Q = LN(x) W_Q,   K = c W_K,   V = c W_V,
+    head_j = softmax(Q_j K_jᵀ / √d) V_j,   y = x + [head_1, …, head_h] W_O
 
 with ``x`` the flattened feature map ``(B, N_img, query_dim)``, ``c`` the text
 embeddings ``(B, N_txt, context_dim)`` and ``d`` the head width. Entry
@@ -329,14 +327,13 @@ def attention_flops(n_query: int, n_key: int, inner_dim: int) -> int:
 
 
 def cell_attention_shares(token_maps: torch.Tensor, grid: int = 2) -> torch.Tensor:
-    r"""The share of one token's attention that falls in each cell of a ``grid × grid`` partition.
+    """The share of one token's attention that falls in each cell of a ``grid × grid`` partition.
 
     Introduced in notebook 03 to ask whether a colour word attends to *its own* object: a scene
     (:mod:`tutorial_lib.scenes`) puts each object in one cell of a 2 × 2 grid, and the judge says
     which cell holds which colour. For a token ``k`` and a cell ``c``
 
-    .. math::
-        \mathrm{share}_c = \frac{\sum_{i \in c} P[i, k]}{\sum_i P[i, k]},
+        share_c = Σ_{i ∈ c} P[i, k] / Σ_i P[i, k],
 
     the sum running over the positions ``i`` of the feature map. A map that is the same
     everywhere gives ``1 / grid²`` per cell, whatever its resolution, so layers at 16×16 and

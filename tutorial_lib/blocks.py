@@ -32,12 +32,9 @@ __all__ = ["ResBlock", "FeedForward", "ConditionedResBlock", "Downsample", "Upsa
 
 
 class ResBlock(nn.Module):
-    r"""A residual block with the timestep injected by scale/shift (AdaGN, as in ADM).
+    """A residual block with the timestep injected by scale/shift (AdaGN, as in ADM).
 
-    .. math::
-        h = \mathrm{Conv}_1(\mathrm{SiLU}(\mathrm{GN}(x))),\quad
-        h = \mathrm{Conv}_2(\mathrm{Drop}(\mathrm{SiLU}(\mathrm{AdaGN}(h, \mathrm{SiLU}(\tau))))),\quad
-        y = \mathrm{skip}(x) + h
+        h = Conv_1(SiLU(GN(x))),   h = Conv_2(Drop(SiLU(AdaGN(h, SiLU(τ))))),   y = skip(x) + h
 
     where τ is the time embedding and ``skip`` is a 1×1 conv when
     ``in_ch != out_ch`` (identity otherwise). Introduced in notebook 04, which also runs
@@ -71,9 +68,9 @@ class ResBlock(nn.Module):
 
 
 class FeedForward(nn.Module):
-    r"""The transformer's position-wise MLP as a pre-norm residual.
+    """The transformer's position-wise MLP as a pre-norm residual.
 
-    .. math::  y = x + W_2\,\mathrm{GELU}(W_1\,\mathrm{LN}(x))
+        y = x + W_2 GELU(W_1 LN(x))
 
     ``(B, N, dim) -> (B, N, dim)`` with hidden width ``mult * dim``.
     Introduced in notebook 04.

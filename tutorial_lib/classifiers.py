@@ -20,7 +20,7 @@ with one linear head per attribute (colour, shape, size, position; see
 The attributes are modelled as independent given the image, so the joint
 log-probability of a label set is the sum of per-attribute log-softmaxes:
 
-.. math::  \\log p(y \\mid x_t) = \\sum_a \\log \\mathrm{softmax}(\\ell_a(x_t, t))_{y_a}
+    log p(y | x_t) = Σ_a log softmax(ℓ_a(x_t, t))_{y_a}
 
 :meth:`AttributeClassifier.log_prob` computes it; :class:`AttributeHead` and
 :class:`JointLabelClassifier` expose one attribute, or all 180 label sets, as

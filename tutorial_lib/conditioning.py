@@ -33,13 +33,12 @@ __all__ = [
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    r"""Sinusoidal embedding of timesteps, ``(B,) -> (B, dim)``.
+    """Sinusoidal embedding of timesteps, ``(B,) -> (B, dim)``.
 
     With h = ⌊ dim/2 ⌋ frequencies
     ω_i = max_period^(-i/h) for i = 0..h-1:
 
-    .. math::  e(t) = [\cos(\omega_0 t), \dots, \cos(\omega_{h-1} t),
-                       \sin(\omega_0 t), \dots, \sin(\omega_{h-1} t)]
+        e(t) = [cos(ω_0 t), …, cos(ω_{h−1} t), sin(ω_0 t), …, sin(ω_{h−1} t)]
 
     (cosines first; an odd ``dim`` gets one trailing zero). This is exactly
     ``diffusers.models.embeddings.get_timestep_embedding(t, dim,
@@ -87,9 +86,9 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 
 class TimestepMLP(nn.Module):
-    r"""Sinusoidal embedding followed by a two-layer MLP: ``(B,) -> (B, out_dim)``.
+    """Sinusoidal embedding followed by a two-layer MLP: ``(B,) -> (B, out_dim)``.
 
-    .. math::  \tau(t) = W_2\,\mathrm{SiLU}(W_1\, e(t) + b_1) + b_2
+        τ(t) = W_2 SiLU(W_1 e(t) + b_1) + b_2
 
     Introduced in notebook 01; this is the time embedding of the U-Net in
     notebook 04 (diffusers calls the same pair ``Timesteps`` + ``TimestepEmbedding``).
@@ -148,10 +147,9 @@ class ConcatConditioning(nn.Module):
 
 
 class AdaptiveGroupNorm(nn.Module):
-    r"""Paradigm 2: adaptive group normalisation (AdaGN, a FiLM layer).
+    """Paradigm 2: adaptive group normalisation (AdaGN, a FiLM layer).
 
-    .. math::  \mathrm{AdaGN}(h, c) = (1 + s(c)) \odot \mathrm{GroupNorm}(h) + b(c),
-               \qquad [s(c), b(c)] = W c + w_0
+        AdaGN(h, c) = (1 + s(c)) ⊙ GroupNorm(h) + b(c),   [s(c), b(c)] = W c + w_0
 
     ``GroupNorm`` has no affine parameters of its own: the per-channel scale
     1 + s and shift b come from the condition. The projection

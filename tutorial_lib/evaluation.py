@@ -13,9 +13,8 @@ Three measurements of a batch of generated images ``(N, 3, H, W)`` in ``[-1, 1]`
 - **diversity** (:func:`diversity`): the mean pairwise RMS pixel distance
   between samples *of the same prompt* (images mapped to ``[0, 1]``):
 
-  .. math:: D = \\frac{1}{P}\\sum_{p=1}^{P} \\binom{S}{2}^{-1} \\sum_{i<j}
-            \\sqrt{\\tfrac{1}{M}\\lVert u(x_{p,i}) - u(x_{p,j}) \\rVert^2},
-            \\qquad u(x) = \\mathrm{clamp}((x + 1)/2, 0, 1),
+      D = (1/P) Σ_{p=1..P} C(S, 2)⁻¹ Σ_{i<j} √((1/M) ‖u(x_{p,i}) − u(x_{p,j})‖²),
+      u(x) = clamp((x + 1)/2, 0, 1),
 
   with ``P`` prompts, ``S`` samples each, ``M = 3 H W`` values per image. Real
   images of the same captions (:func:`data_reference`) give the reference value:
@@ -38,8 +37,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import _checks
-from .shapes import ATTRIBUTES, caption_from_labels, render, sample_labels, to_unit_range
-from .shapes import _check_labels as _check_shapes_labels
+from .shapes import (
+    ATTRIBUTES,
+    _check_labels,
+    caption_from_labels,
+    render,
+    sample_labels,
+    to_unit_range,
+)
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -66,14 +71,6 @@ OUT_OF_RANGE_LIMIT = 1.05
 
 
 _check_images = _checks.floats  # a floating-point tensor of at least min_ndim dims
-
-
-def _check_labels(labels, n: int | None = None) -> int:
-    """A labels dict as :mod:`shapes` checks it (every attribute, ``(N,)`` valid class indices), of
-    ``n`` entries when given; returns N."""
-    size = _check_shapes_labels(labels)
-    _checks.that(n is None or size == n, f"labels must have one entry per image ({n}), got {size}")
-    return size
 
 
 # ----------------------------------------------------------------------------- measurements

@@ -1,4 +1,4 @@
-r"""Analytic Gaussian mixtures: exact densities, scores, posteriors, an oracle denoiser.
+"""Analytic Gaussian mixtures: exact densities, scores, posteriors, an oracle denoiser.
 
 Introduced in notebook 05 (classifier guidance) and used again in notebooks 06
 (classifier-free guidance) and 08 (the sampler). A Gaussian mixture is the one
@@ -7,7 +7,7 @@ closed form, so guidance can be *proved* numerically instead of asserted.
 
 The data are x_0 ∈ ℝ^d (``d`` = 1 or 2) drawn from
 
-.. math::  p(x_0) = \sum_{k=1}^{K} w_k\, \mathcal{N}(x_0; \mu_k, \Sigma_k),
+    p(x_0) = Σ_{k=1..K} w_k 𝒩(x_0; μ_k, Σ_k),
 
 and each component ``k`` carries a class label c_k (several components
 may share a class). The class prior is π_c = Σ_{k: c_k = c} w_k
@@ -20,8 +20,7 @@ is x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε,
 independent Gaussian is Gaussian, so the noised density is again a mixture
 with the *same* weights (eq. M1):
 
-.. math::  p_t(x) = \sum_k w_k\, \mathcal{N}\big(x;\ \sqrt{\bar\alpha_t}\,\mu_k,\
-           \Sigma_{k,t}\big), \qquad \Sigma_{k,t} = \bar\alpha_t \Sigma_k + (1-\bar\alpha_t) I.
+    p_t(x) = Σ_k w_k 𝒩(x; √ᾱ_t μ_k, Σ_{k,t}),   Σ_{k,t} = ᾱ_t Σ_k + (1 − ᾱ_t) I.
 
 Everything else follows in closed form (``r_k(x)`` are the responsibilities,
 the softmax over ``k`` of log w_k + log 𝒩_k(x)):

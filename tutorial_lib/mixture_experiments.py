@@ -120,18 +120,15 @@ def ddpm_sample(
     latents: torch.Tensor | None = None,
     return_intermediates: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, dict]:
-    r"""Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) with classifier-free guidance, all ``T`` steps.
+    """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) with classifier-free guidance, all ``T`` steps.
 
     Introduced in notebook 06. At every training timestep ``t = T-1 ... 0``, with
     the guided ε̃ = ε_u + γ(ε_c − ε_u)
     (``cfg_combine``; γ = 1 outside ``guidance_interval``):
 
-    .. math::
-        \hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\tilde\varepsilon)/\sqrt{\bar\alpha_t}, \qquad
-        x_{t−1} = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\hat x_0
-                + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} x_t
-                + \tilde\sigma_t z, \quad
-        \tilde\sigma_t² = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t
+        x̂_0 = (x_t − √(1 − ᾱ_t) ε̃) / √ᾱ_t,
+        x_{t−1} = √ᾱ_{t−1} β_t / (1 − ᾱ_t) · x̂_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · x_t + σ̃_t z,
+        σ̃_t² = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t
 
     (DDPM eqs. 6-7, the posterior q(x_{t−1}| x_t, x̂_0); ᾱ_{−1} = 1,
     so the last step returns x̂_0; coefficients from :func:`ddpm_coefficients`).
@@ -348,10 +345,9 @@ def guidance_sweep_table(
     """
     start = time.perf_counter()
     mixture = example_mixture_1d(schedule) if mixture is None else mixture
-    c = mixture._check_class_int(c)
-    n = _checks.integer("n", n, 1)
+    c = mixture._check_class_int(c)  # n and num_inference_steps: checked by sample_guided and its sampler
     gammas = [_checks.real(f"gammas[{i}]", g, low=0.0) for i, g in enumerate(gammas)]
-    out = GuidanceSweep(c=c, n=n, num_inference_steps=_checks.integer("num_inference_steps", num_inference_steps, 1))
+    out = GuidanceSweep(c=c, n=n, num_inference_steps=num_inference_steps)
     for g in gammas:
         target = tilted_target(mixture, c, g)
         row = {"gamma": g, "target_mean": target.mean, "target_std": target.std,

@@ -318,13 +318,11 @@ def caption_spec(labels: dict[str, torch.Tensor], mentioned: dict[str, torch.Ten
 
 def _parse_object(words: list[str], caption: str) -> dict[str, int]:
     """``["a", "small", "red", "circle"]`` -> ``{"colour": 0, "shape": 0, "size": 0}`` (−1 = free)."""
-    if len(words) < 2 or words[0] not in ("a", "an"):
-        raise _parse_error(caption)
+    _checks.that(len(words) >= 2 and words[0] in ("a", "an"), _unreadable(caption))
     noun = words[-1]
     out = {"colour": -1, "shape": -1, "size": -1}
     if noun != "shape":
-        if noun not in ATTRIBUTES["shape"]:
-            raise _parse_error(caption)
+        _checks.that(noun in ATTRIBUTES["shape"], _unreadable(caption))
         out["shape"] = ATTRIBUTES["shape"].index(noun)
     for w in words[1:-1]:
         for name in ("colour", "size"):
@@ -332,12 +330,13 @@ def _parse_object(words: list[str], caption: str) -> dict[str, int]:
                 out[name] = ATTRIBUTES[name].index(w)
                 break
         else:
-            raise _parse_error(caption)
+            raise ValueError(_unreadable(caption))
     return out
 
 
-def _parse_error(caption: str) -> ValueError:
-    return ValueError(
+def _unreadable(caption: str) -> str:
+    """The message of a caption that fits no template."""
+    return (
         f"cannot read the caption {caption!r} as a scene; expected one of the templates "
         "'a large red circle', 'a red circle to the left of a blue square', "
         "'a red circle, a blue square and a green triangle', 'two purple squares' "
@@ -362,8 +361,7 @@ def parse_caption(caption: str) -> dict:
         count = numbers[words[0]]
         noun = words[-1][:-1] if words[-1].endswith("s") else ""
         obj = _parse_object(["a"] + words[1:-1] + [noun], caption)
-        if obj["size"] >= 0 or len(words) > 3:
-            raise _parse_error(caption)
+        _checks.that(obj["size"] < 0 and len(words) <= 3, _unreadable(caption))
         spec.update(kind=3, count=count)
         objects = [obj] * count
     else:
@@ -375,8 +373,7 @@ def parse_caption(caption: str) -> dict:
             spec.update(kind=1, count=2, relation=RELATIONS.index(rel))
         else:
             parts = [p.split() for p in text.replace(" , ", " and ").split(" and ")]
-            if len(parts) > MAX_OBJECTS:
-                raise _parse_error(caption)
+            _checks.that(len(parts) <= MAX_OBJECTS, _unreadable(caption))
             objects = [_parse_object(p, caption) for p in parts]
             spec.update(kind=0 if len(parts) == 1 else 2, count=len(parts))
     for name in OBJECT_ATTRIBUTES:

@@ -123,17 +123,16 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
     }
 
 
-def _check_labels(labels) -> int:
-    """A dict attribute -> ``(n,)`` integer tensor of valid class indices; returns n."""
+def _check_labels(labels, n: int | None = None) -> int:
+    """A dict attribute -> ``(n,)`` integer tensor of valid class indices (``n`` entries when given); returns n."""
     _checks.instance("labels", labels, dict, "a dict attribute -> (n,) long tensor")
-    n = None
     for name, k in NUM_CLASSES.items():
         _checks.that(name in labels, f"labels is missing the attribute {name!r}")
         v = labels[name]
         ok = isinstance(v, torch.Tensor) and v.dim() == 1 and v.dtype in (torch.int64, torch.int32)
         _checks.that(ok, f"labels[{name!r}] must be a (n,) integer tensor (int64 or int32), got {getattr(v, 'dtype', type(v))}", TypeError)
         n = v.shape[0] if n is None else n
-        _checks.that(v.shape[0] == n, f"labels[{name!r}] has {v.shape[0]} entries, expected {n}")
+        _checks.that(v.shape[0] == n, f"labels[{name!r}] has {v.shape[0]} entries, not one entry per image ({n})")
         _checks.that(not v.numel() or 0 <= int(v.min()) and int(v.max()) < k, f"labels[{name!r}] must lie in [0, {k - 1}]")
     return int(n)
 

@@ -20,8 +20,7 @@ writes its final weights as safetensors with the config as JSON beside them
 
 **Denoiser** (notebook 04). The loss is the DDPM "simple" loss (Ho et al. 2020, eq. 14)
 
-.. math::  L = \\mathbb{E}_{x_0, c, t, \\epsilon}\\,
-           \\lVert \\epsilon - \\epsilon_\\theta(\\sqrt{\\bar\\alpha_t}x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon,\\ t,\\ \\tau(c)) \\rVert²
+    L = E_{x_0, c, t, ε} ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t, τ(c))‖²
 
 with condition dropout (Ho & Salimans 2022): with probability ``p_uncond`` the
 caption ``c`` is replaced by the empty prompt ``""``, so the same network also
