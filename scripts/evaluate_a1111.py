@@ -14,7 +14,8 @@ highest binding in ``docs/results_scenes.md``):
 Writes ``docs/results_a1111.json`` and ``docs/results_a1111.md``.
 
     python scripts/evaluate_a1111.py              # both (about 20 min on 2 cores)
-    python scripts/evaluate_a1111.py --n 32       # a quick look
+    python scripts/evaluate_a1111.py --n 32 --json /tmp/a.json --markdown /tmp/a.md   # a quick look
+    python scripts/evaluate_a1111.py --parts emphasis  # rerun one experiment, keep the other
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from evaluate_scenes import _ci, caption_set, measure, reference  # noqa: E402
 
 from tutorial_lib.a1111 import k_diffusion_sigma  # noqa: E402
-from tutorial_lib.bridge_experiments import emphasis_rows, min_uncond_rows, two_object_scenes  # noqa: E402
+from tutorial_lib.bridge_experiments import (  # noqa: E402
+    emphasis_rows,
+    min_uncond_rows,
+    reading,
+    two_object_scenes,
+)
 from tutorial_lib.pretrained import load_pretrained  # noqa: E402
 
 THRESHOLDS = [0.0, 0.5, 1.0, 2.0, 4.0]
@@ -84,17 +90,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=str(ROOT / "docs" / "results_a1111.json"))
     p.add_argument("--markdown", default=str(ROOT / "docs" / "results_a1111.md"))
+    p.add_argument("--parts", nargs="+", default=["min_uncond", "emphasis"], choices=["min_uncond", "emphasis"],
+                   help="which experiments to run; the others are kept from --json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = load_pretrained(world="scenes")
     t0 = time.perf_counter()
-    min_uncond, floor = run_min_uncond(models, args)
-    results = {"config": {**vars(args), "machine": platform.processor() or platform.machine(),
-                          "torch": torch.__version__},
-               "sigmas": {str(t): k_diffusion_sigma(float(models.schedule.alphas_cumprod[t])) for t in (999, 400, 200, 100)},
-               "reference": floor, "min_uncond": min_uncond}
-    Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-    results["emphasis"] = run_emphasis(models, args)
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+    options = {k: v for k, v in vars(args).items() if k not in ("json", "markdown")}
+    results = {"config": {**options, "machine": platform.processor() or platform.machine(), "torch": torch.__version__},
+               "sigmas": {str(t): k_diffusion_sigma(float(models.schedule.alphas_cumprod[t])) for t in (999, 400, 200, 100)}}
+    if "min_uncond" in args.parts:
+        results["min_uncond"], results["reference"] = run_min_uncond(models, args)
+        Path(args.json).write_text(json.dumps({**previous, **results}, indent=1) + "\n")
+    else:
+        results["min_uncond"], results["reference"] = previous["min_uncond"], previous["reference"]
+    results["emphasis"] = run_emphasis(models, args) if "emphasis" in args.parts else previous["emphasis"]
     results["config"]["wall_seconds"] = time.perf_counter() - t0
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     Path(args.markdown).write_text(to_markdown(results))
@@ -108,8 +119,9 @@ def to_markdown(results: dict) -> str:
              f"Written by `scripts/evaluate_a1111.py` ({cfg['n']} images per row, {cfg['steps']} DDIM steps, CFG "
              f"γ = {cfg['guidance_scale']:g}, seed {cfg['seed']}, torch {cfg['torch']}, {cfg['threads']} threads). "
              "Intervals: Wilson 95 % for rates, bootstrap 95 % for the distribution metrics; FD is the Fréchet "
-             "distance in the judge's feature space. Seconds are wall time on the machine that ran the script "
-             "(calls per image do not depend on it).", "",
+             "distance in the judge's feature space. Seconds are wall time on the machine that ran the script, "
+             "shared with other jobs when this table was made: U-Net calls per image are the machine-independent "
+             "cost, and `make bench` times s_min_uncond on an idle machine.", "",
              "## s_min_uncond: skip the unconditional pass at low noise", "",
              f"The scenes schedule's noise levels: {sig}. Full captions, the initial noise of the CFG sweep.", "",
              "| s_min_uncond | skipped | calls / image | binding % | all % | FD | precision % | recall % | s/image |",
@@ -126,6 +138,8 @@ def to_markdown(results: dict) -> str:
     for r in results["emphasis"]:
         lines.append(f"| {r['method']} | {r['weight']:g} | {_ci(r['first_found'])} | {_ci(r['second_found'])} | "
                      f"{_ci(r['all'])} | {r['calls_per_step']} | {r['seconds_per_image']:.3f} |")
+    lines += ["", "## Reading (computed from the tables; each setting against plain CFG, same captions and noise)", "",
+              *(f"- {line}" for line in reading(results))]
     return "\n".join(lines) + "\n"
 
 

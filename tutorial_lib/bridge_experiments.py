@@ -38,7 +38,7 @@ from .scenes import (
     sample_labels,
 )
 
-__all__ = ["committed_results", "two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
+__all__ = ["committed_results", "reading", "two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
            "min_uncond_rows", "emphasis_rows", "negative_prompt_without_uncond"]
 
 #: Where ``make eval-a1111`` writes ``results_a1111.json`` (the repository's ``docs/``).
@@ -50,6 +50,47 @@ def committed_results(results_dir: str | Path = RESULTS_DIR) -> dict:
     "reference", "min_uncond": [row, ...], "emphasis": [row, ...]}`` (rows as returned by
     :func:`min_uncond_rows` and :func:`emphasis_rows`)."""
     return json.loads((Path(results_dir) / "results_a1111.json").read_text())
+
+
+def _versus(row: dict, base: dict, key: str, pct: bool = True) -> str:
+    """"value [low, high] (base's value; higher / lower / within the intervals)" for one metric."""
+    r, b, k = row[key], base[key], 100 if pct else 1
+    verdict = "higher" if r["low"] > b["high"] else "lower" if r["high"] < b["low"] else "intervals overlap"
+    return f"{k * r['value']:.1f} [{k * r['low']:.1f}, {k * r['high']:.1f}] vs {k * b['value']:.1f} ({verdict})"
+
+
+def _paired(row: dict, base: dict, key: str) -> str:
+    """"x % vs y %, paired difference d [lo, hi] points (verdict)" for one rate of an emphasis row."""
+    d = row["paired_difference"][key]
+    verdict = "higher" if d["low"] > 0 else "lower" if d["high"] < 0 else "no difference shown"
+    return (f"{100 * row[key]['value']:.1f} % vs {100 * base[key]['value']:.1f} %, paired difference "
+            f"{100 * d['value']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] points ({verdict})")
+
+
+def reading(results: dict, part: str | None = None) -> list[str]:
+    """One line per row of :func:`committed_results` (``part`` "min_uncond" or "emphasis", default
+    both), computed from the numbers so that a rerun of ``make eval-a1111`` rewrites it: each
+    setting against plain CFG on the same captions and noise: for ``s_min_uncond`` "higher"/"lower"
+    only where the two 95 % intervals do not overlap (conservative), for emphasis from the 95 %
+    interval of the paired per-image difference."""
+    _checks.one_of("part", part, (None, "min_uncond", "emphasis"))
+    lines = []
+    base = next(r for r in results["min_uncond"] if r["s_min_uncond"] == 0)
+    for r in results["min_uncond"]:
+        if r is not base:
+            lines.append(f"s_min_uncond {r['s_min_uncond']:g}{' (all steps)' if r['all_steps'] else ''}: "
+                         f"{r['calls_per_image']}/{base['calls_per_image']} U-Net calls; binding % "
+                         f"{_versus(r, base, 'binding')}; FD {_versus(r, base, 'frechet_distance', False)}; "
+                         f"recall % {_versus(r, base, 'recall')}")
+    if part == "emphasis":
+        lines = []
+    plain = next(r for r in results["emphasis"] if r["method"] == "plain")
+    for r in results["emphasis"] if part != "min_uncond" else []:
+        if r is not plain:
+            lines.append(f"{r['method']} w = {r['weight']:g}: " + "; ".join(
+                f"{label} {_paired(r, plain, key)}" for label, key in
+                (("B found", "second_found"), ("A found", "first_found"), ("both right", "all"))))
+    return lines
 
 
 def two_object_scenes(n: int, seed: int = 0) -> tuple[dict, list[str], dict]:
@@ -105,6 +146,14 @@ def generate(models, prompt_embeds, negative_prompt_embeds: torch.Tensor, guider
         out.append(sampler.sample(tuple(latents[rows].shape), c, negative_prompt_embeds[rows], g,
                                   num_inference_steps, latents=latents[rows], progress=False))
     return torch.cat(out)
+
+
+def _paired_difference(ok: torch.Tensor, base: torch.Tensor) -> dict:
+    """Mean of ``ok − base`` over the same images (paired: same caption, same x_T) with a normal
+    95 % interval, ``±1.96 s/√n`` of the per-image differences in {−1, 0, 1}."""
+    d = ok.float() - base.float()
+    half = 1.96 * float(d.std()) / d.numel() ** 0.5 if d.numel() > 1 else 0.0
+    return {"value": float(d.mean()), "low": float(d.mean()) - half, "high": float(d.mean()) + half}
 
 
 def _rate(ok: torch.Tensor) -> dict:
@@ -163,15 +212,17 @@ def emphasis_rows(models, captions: list[str], spec: dict, latents: torch.Tensor
         settings.append(("emphasis", w, embeds, cfg, 2))
     for w in and_weights:
         settings.append(("AND", w, [plain, second], WeightedPromptsGuidance([1.0, w], guidance_scale), 3))
-    rows = []
+    rows, base = [], None
     for method, w, embeds, guider, calls in settings:
         t0 = time.perf_counter()
         images = generate(models, embeds, negative, guider, latents, num_inference_steps, chunk)
         seconds = time.perf_counter() - t0
-        reading = models.judge.read(images.clamp(-1, 1))
-        found = object_found(reading, spec)
-        rows.append({"method": method, "weight": w, "first_found": _rate(found[:, 0]),
-                     "second_found": _rate(found[:, 1]), "all": _rate(scene_scores(reading, spec)["all"]),
+        reading_ = models.judge.read(images.clamp(-1, 1))
+        found = object_found(reading_, spec)
+        flags = {"first_found": found[:, 0], "second_found": found[:, 1], "all": scene_scores(reading_, spec)["all"]}
+        base = base or flags  # the first setting, plain CFG, is every row's baseline
+        rows.append({"method": method, "weight": w, **{k: _rate(v) for k, v in flags.items()},
+                     "paired_difference": {k: _paired_difference(v, base[k]) for k, v in flags.items()},
                      "calls_per_step": calls, "seconds": seconds})
     return rows
 
