@@ -71,12 +71,13 @@ def _check_channels(channels, num_groups: int) -> tuple[int, ...]:
 
 def _check_input(config, x, t) -> torch.Tensor | None:
     """``x`` an image batch of the classifier's size; ``t`` (if time-conditioned) as ``(B,)``."""
-    size = (None, config.in_channels, config.image_size, config.image_size)
-    _checks.shape("x", x, size, "(B, in_channels, image_size, image_size)")
+    s = config.image_size
+    _checks.shape("x", x, (None, config.in_channels, s, s), "(B, in_channels, image_size, image_size)")
     if not config.time_conditioned:
         return t
     _checks.that(t is not None, "t is required: this classifier is time-conditioned (noise-robust)")
-    return _checks.shape("t", t.expand(x.shape[0]) if _checks.tensor("t", t).dim() == 0 else t, (x.shape[0],))
+    t = _checks.tensor("t", t)
+    return _checks.shape("t", t.expand(x.shape[0]) if t.dim() == 0 else t, (x.shape[0],))
 
 
 @dataclass
