@@ -39,17 +39,18 @@ def real(name: str, value, low: float | None = None, high: float | None = None, 
     return value
 
 
-def integer(name: str, value, low: int | None = None, high: int | None = None, what: str = "") -> int:
-    """A Python int (not a bool) in ``[low, high]``; ``what`` spells the range for the message ("positive")."""
+def integer(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """A Python int (not a bool) in ``[low, high]``."""
     value = int(_typed(name, value, isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int"))
-    bounds = what or (f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]")
+    bounds = f"in [{low}, {high}]" if None not in (low, high) else (f">= {low}" if high is None else f"<= {high}")
     that((low is None or value >= low) and (high is None or value <= high), f"{name} must be {bounds}, got {value}")
     return value
 
 
 def positive(name: str, value) -> int:
     """A positive Python int (not a bool): a width, a count, a number of heads."""
-    return integer(name, value, 1, what="positive")
+    that(integer(name, value) > 0, f"{name} must be positive, got {value}")
+    return int(value)
 
 
 def boolean(name: str, value) -> bool:
@@ -136,7 +137,8 @@ def conditions(prompt_embeds, negative_prompt_embeds=None, context_dim: int | No
     that(isinstance(conds, (list, tuple)) and conds, "prompt_embeds must be a tensor (B, N, D) or a non-empty list of "
          f"such tensors (encode prompts first), got {type(prompt_embeds).__name__}", TypeError)
     named = {("prompt_embeds" if len(conds) == 1 else f"prompt_embeds[{k}]"): c for k, c in enumerate(conds)}
-    named |= {} if negative_prompt_embeds is None else {"negative_prompt_embeds": negative_prompt_embeds}
+    if negative_prompt_embeds is not None:
+        named["negative_prompt_embeds"] = negative_prompt_embeds
     ref = tensor("prompt_embeds", conds[0])
     for name, c in named.items():
         that(not like(name, c, ref, "prompt_embeds").is_floating_point() or bool(torch.isfinite(c).all()), f"{name} contains NaN or inf")
@@ -163,6 +165,16 @@ def fields(config) -> None:
             integer(f.name, value, meta.get("low"), meta.get("high"))
         elif kind is float:
             real(f.name, value, meta.get("low"), meta.get("high"), meta.get("open_low", False))
+
+
+def latents(value, generator_, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+    """A sampling call's x_T: ``value`` (``shape``, ``dtype``, ``device``) or None (then it is drawn
+    with ``generator_``, which must be a ``torch.Generator`` on ``device``'s type, or None)."""
+    instance("generator", generator_, (torch.Generator, type(None)), "a torch.Generator or None")
+    that(generator_ is None or generator_.device.type == device.type, "generator must be on the device type "
+         f"{device.type!r} (a CPU generator cannot seed CUDA draws), got {getattr(generator_, 'device', device).type!r}")
+    x_T = torch.empty((), dtype=dtype, device=device).expand(shape)  # the layout, without allocating
+    return None if value is None else like("latents", value, x_T, "x_T (shape, the embeddings' dtype and device)")
 
 
 def token_ids(name: str, value, max_length: int | None = None) -> torch.Tensor:

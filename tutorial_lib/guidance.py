@@ -71,7 +71,8 @@ def cfg_combine(
     Returns:
         ε̃, shape ``(B, ...)``.
     """
-    _checks.like("eps_cond", eps_cond, _check_tensor("eps_uncond", eps_uncond), "eps_uncond", possessive=True)
+    _check_tensor("eps_uncond", eps_uncond)
+    _checks.like("eps_cond", eps_cond, eps_uncond, "eps_uncond", possessive=True)
     gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
     return eps_uncond + gamma * (eps_cond - eps_uncond)
 
@@ -114,9 +115,11 @@ def combine_weighted_prompts(
     _checks.that(isinstance(eps_conds, Sequence) and eps_conds, "eps_conds must be a non-empty sequence of tensors (or a (K, B, ...) tensor)")
     for k, eps_k in enumerate(eps_conds):
         _checks.like(f"eps_conds[{k}]", eps_k, eps_uncond, "eps_uncond", possessive=True)
-    weights = weights.tolist() if isinstance(weights, torch.Tensor) and weights.ndim == 1 else weights
-    _checks.that(len(_checks.instance("weights", weights, Sequence, "a sequence of K numbers or a (K,) tensor"))
-                 == len(eps_conds), f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}")
+    if isinstance(weights, torch.Tensor):
+        _checks.shape("weights", weights, (None,), "(K,)")
+        weights = weights.tolist()
+    _checks.instance("weights", weights, Sequence, "a sequence of K numbers or a (K,) tensor")
+    _checks.that(len(weights) == len(eps_conds), f"weights must have one entry per prompt (K={len(eps_conds)}), got {len(weights)}")
     weights = [_check_real(f"weights[{k}]", w) for k, w in enumerate(weights)]
     gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
 
@@ -147,7 +150,8 @@ def rescale_noise_cfg(
         noise_pred_text: ε_c, the same shape.
         guidance_rescale: φ in [0, 1]; 0 returns ``noise_cfg`` unchanged.
     """
-    _checks.like("noise_pred_text", noise_pred_text, _check_tensor("noise_cfg", noise_cfg, 2), "noise_cfg", True)
+    _check_tensor("noise_cfg", noise_cfg, min_ndim=2)
+    _checks.like("noise_pred_text", noise_pred_text, noise_cfg, "noise_cfg", possessive=True)
     phi = _check_real("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
     dims = list(range(1, noise_cfg.ndim))
     std_text = noise_pred_text.std(dim=dims, keepdim=True)
@@ -282,13 +286,14 @@ def classifier_guided_eps(
         alpha_cumprod_t: ᾱ_t — a number, a 0-d tensor or a ``(B,)`` tensor.
         scale: s, finite and ≥ 0.
     """
-    _checks.like("grad_log_prob", grad_log_prob, _check_tensor("eps", eps), "eps", possessive=True)
+    _check_tensor("eps", eps)
+    _checks.like("grad_log_prob", grad_log_prob, eps, "eps", possessive=True)
     s = _check_real("scale", scale, low=0.0)
     if isinstance(alpha_cumprod_t, torch.Tensor):
         a = alpha_cumprod_t.to(device=eps.device, dtype=eps.dtype)
-        _checks.that(a.shape in ((), eps.shape[:1]) and bool(((a > 0) & (a <= 1)).all()), "alpha_cumprod_t must lie in "
-                     f"(0, 1], a number, a 0-d or a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}")
+        _checks.that(a.ndim == 0 or a.shape == eps.shape[:1], f"alpha_cumprod_t must be a number, a 0-d or a ({eps.shape[0]},) tensor, got shape {tuple(a.shape)}")
         a = a.reshape(a.shape + (1,) * (eps.ndim - 1)) if a.ndim == 1 else a
+        _checks.that(bool(((a > 0) & (a <= 1)).all()), "alpha_cumprod_t must lie in (0, 1]")
     else:
         a = _check_real("alpha_cumprod_t", alpha_cumprod_t, low=0.0, high=1.0, open_low=True)
     return eps - (1 - a) ** 0.5 * s * grad_log_prob

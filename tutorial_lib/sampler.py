@@ -286,11 +286,6 @@ class ConditionalDDIMSampler:
     @staticmethod
     def _initial_latents(latents, shape, generator, ref: torch.Tensor) -> torch.Tensor:
         """x_T: ``latents`` if given, else drawn with ``generator`` (``ref``'s device; its dtype if float)."""
-        dtype, device = (ref.dtype if ref.is_floating_point() else torch.float32), ref.device
-        _checks.instance("generator", generator, (torch.Generator, type(None)), "a torch.Generator or None")
-        _checks.that(generator is None or generator.device.type == device.type, "generator must be on the device type "
-                     f"{device.type!r} (a CPU generator cannot seed CUDA draws), got {getattr(generator, 'device', device)}")
-        if latents is None:
-            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        x_T = torch.empty((), dtype=dtype, device=device).expand(shape)  # the layout, without allocating
-        return _checks.like("latents", latents, x_T, "x_T (shape, the embeddings' dtype and device)")
+        dtype = ref.dtype if ref.is_floating_point() else torch.float32
+        x_T = _checks.latents(latents, generator, shape, dtype, ref.device)
+        return torch.randn(shape, generator=generator, device=ref.device, dtype=dtype) if x_T is None else x_T

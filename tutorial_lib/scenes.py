@@ -141,9 +141,7 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
     return labels
 
 
-def _check_labels(labels, generator: torch.Generator | None = None) -> int:
-    """A scene labels dict (see ``sample_labels``) and the ``generator`` to draw with (or None); returns n."""
-    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
+def _check_labels(labels) -> int:
     _checks.instance("labels", labels, dict, "a dict of tensors (see scenes.sample_labels)")
     for name in ("kind", "count", "relation", "cell") + OBJECT_ATTRIBUTES:
         _checks.that(isinstance(labels.get(name), torch.Tensor), f"labels is missing the tensor {name!r} (see scenes.sample_labels)")
@@ -176,8 +174,9 @@ def render(
     Returns:
         ``(n, 3, size, size)`` float tensor in ``[-1, 1]``.
     """
-    n = _check_labels(labels, generator)
+    n = _check_labels(labels)
     size = _check_size(size)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
 
     def rand(*shape):
         return torch.rand(*shape, generator=generator) * 2 - 1 if jitter else torch.zeros(*shape)
@@ -274,7 +273,8 @@ def partial_captions(
         ``(captions, mentioned)``, ``mentioned`` a dict ``attribute -> (n, MAX_OBJECTS) bool``
         (False in empty slots and for every size in a ``count`` caption).
     """
-    n = _check_labels(labels, generator)
+    n = _check_labels(labels)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     p_partial, p_drop = _checks.real("p_partial", p_partial, 0.0, 1.0), _checks.real("p_drop", p_drop, 0.0, 1.0)
     partial = (torch.rand(n, generator=generator) < p_partial).view(-1, 1)
     present = labels["cell"] >= 0

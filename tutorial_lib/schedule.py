@@ -142,13 +142,13 @@ class NoiseSchedule:
         return f"NoiseSchedule({args})"
 
     # ------------------------------------------------------------ coefficients
-    def _check_t(self, t, like: torch.Tensor) -> torch.Tensor | int:
-        """An int in [0, T − 1] or a 0-d / ``(B,)`` integer tensor of such timesteps, one per sample of ``like``."""
+    def _check_t(self, t) -> torch.Tensor | int:
+        """An int in [0, T − 1] or a 0-d / ``(B,)`` integer tensor of such timesteps."""
         T = self.num_train_timesteps
         if not isinstance(t, torch.Tensor):
             return _checks.integer("t", t, 0, T - 1)
-        _checks.that(_checks.integers("t", t, "an integer tensor of timesteps").shape in ((), like.shape[:1]),
-                     f"t must be an int, 0-d or one timestep per sample {tuple(like.shape[:1])}, got {tuple(t.shape)}")
+        _checks.integers("t", t, "an integer tensor of timesteps")
+        _checks.that(t.ndim <= 1, f"t must be an int, a 0-d or a (B,) tensor, got shape {tuple(t.shape)}")
         lo, hi = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
         _checks.that(0 <= lo and hi < T, f"t must lie in [0, {T - 1}], got values in [{lo}, {hi}]")
         return t
@@ -160,18 +160,20 @@ class NoiseSchedule:
         shape ``(B, 1, …, 1)``). The values are cast to ``like``'s device and
         dtype, as diffusers' ``add_noise`` does.
         """
-        t = self._check_t(t, like)
+        t = self._check_t(t)
         acp = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)
         if isinstance(t, int):
             return acp[t]
         a = acp[t.to(like.device)].flatten()
+        _checks.that(t.ndim != 1 or a.shape[0] == like.shape[0], f"t must have one timestep per sample ({like.shape[0]}), got {a.shape[0]}")
         return a.reshape(a.shape + (1,) * (like.ndim - a.ndim))
 
     @staticmethod
     def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
         """Two floating-point tensors of one shape (their dtypes may differ, as in diffusers)."""
-        _checks.that(_checks.floats(name_a, a, 0).shape == _checks.floats(name_b, b, 0).shape,
-                     f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}")
+        for name, x in ((name_a, a), (name_b, b)):
+            _checks.floats(name, x, min_ndim=0)
+        _checks.that(a.shape == b.shape, f"{name_b} must have {name_a}'s shape {tuple(a.shape)}, got {tuple(b.shape)}")
 
     # ----------------------------------------------------------- forward maths
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:

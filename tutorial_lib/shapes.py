@@ -123,10 +123,8 @@ def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str,
     }
 
 
-def _check_labels(labels, n: int | None = None, generator: torch.Generator | None = None) -> int:
-    """A dict attribute -> ``(n,)`` integer tensor of valid class indices (``n`` entries when given), and the
-    ``generator`` to draw with (or None); returns n."""
-    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
+def _check_labels(labels, n: int | None = None) -> int:
+    """A dict attribute -> ``(n,)`` integer tensor of valid class indices (``n`` entries when given); returns n."""
     _checks.instance("labels", labels, dict, "a dict attribute -> (n,) long tensor")
     for name, k in NUM_CLASSES.items():
         _checks.that(name in labels, f"labels is missing the attribute {name!r}")
@@ -197,8 +195,9 @@ def render(
     Returns:
         ``(n, 3, size, size)`` float tensor in ``[-1, 1]``.
     """
-    n = _check_labels(labels, generator=generator)
+    n = _check_labels(labels)
     size = _check_size(size)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
 
     def rand(*shape):
         if not jitter:
@@ -303,7 +302,8 @@ def partial_captions(
         ``(captions, mentioned)`` where ``mentioned`` is a dict
         ``attribute -> (n,) bool tensor`` (True where the caption states it).
     """
-    n = _check_labels(labels, generator=generator)
+    n = _check_labels(labels)
+    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     p_partial, p_drop = _checks.real("p_partial", p_partial, 0.0, 1.0), _checks.real("p_drop", p_drop, 0.0, 1.0)
     partial = torch.rand(n, generator=generator) < p_partial
     mentioned = {}
