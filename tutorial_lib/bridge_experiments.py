@@ -27,7 +27,7 @@ import torch
 
 from . import _checks
 from .a1111 import MinUncondGuidance, encode_prompt_with_emphasis
-from .evaluation import wilson_interval
+from .evaluation import sample_images, wilson_interval
 from .guiders import ClassifierFreeGuidance, WeightedPromptsGuidance
 from .scenes import (
     KINDS,
@@ -132,20 +132,11 @@ def emphasised_captions(captions: list[str], weight: float) -> list[str]:
 @torch.no_grad()
 def generate(models, prompt_embeds, negative_prompt_embeds: torch.Tensor, guider, latents: torch.Tensor,
              num_inference_steps: int = 20, chunk: int = 16) -> torch.Tensor:
-    """Images ``(N, 3, H, W)`` from the scenes model, ``chunk`` at a time; ``prompt_embeds`` one
-    ``(N, 77, D)`` tensor or a list of them (weighted prompts); ``guider`` a Guider or a function
-    ``rows -> Guider`` (per-image options)."""
-    from .guiders import Guider
-
-    sampler, n, out = models.sampler(cfg_mode="two_pass"), latents.shape[0], []
-    conds = prompt_embeds if isinstance(prompt_embeds, (list, tuple)) else [prompt_embeds]
-    for i in range(0, n, chunk):
-        rows = slice(i, min(i + chunk, n))
-        g = guider if isinstance(guider, Guider) else guider(rows)
-        c = [x[rows] for x in conds] if len(conds) > 1 else conds[0][rows]
-        out.append(sampler.sample(tuple(latents[rows].shape), c, negative_prompt_embeds[rows], g,
-                                  num_inference_steps, latents=latents[rows], progress=False))
-    return torch.cat(out)
+    """Images ``(N, 3, H, W)`` from the scenes model, ``chunk`` at a time, from the given x_T:
+    ``evaluation.sample_images`` in this module's argument order (``prompt_embeds`` one
+    ``(N, 77, D)`` tensor or a list of them for weighted prompts)."""
+    return sample_images(models, prompt_embeds, negative_prompt_embeds, guider, num_inference_steps,
+                         latents=latents, chunk=chunk)
 
 
 def _paired_difference(ok: torch.Tensor, base: torch.Tensor) -> dict:

@@ -188,7 +188,8 @@ def sample_images(
 
     Args:
         models: :class:`~tutorial_lib.pretrained.PretrainedModels` (``.sampler()``, ``.unet``).
-        cond, uncond: ``(N, 77, D)`` prompt and null-condition embeddings (``models.encode``).
+        cond, uncond: ``(N, 77, D)`` prompt and null-condition embeddings (``models.encode``);
+            ``cond`` may be a list of such tensors, the prompts a ``WeightedPromptsGuidance`` composes.
         guider: a :class:`~tutorial_lib.guiders.Guider`, or a function ``rows -> Guider`` of
             the chunk's ``slice`` for guiders that hold per-image tensors (classifier labels,
             per-image weights). ``ClassifierFreeGuidance(0)`` is the unconditional model, one
@@ -206,10 +207,11 @@ def sample_images(
     """
     from .guiders import Guider
 
-    _checks.shape("cond", cond, (None, None, None), "(N, tokens, D)")
-    _checks.like("uncond", uncond, cond, "cond", possessive=True)
+    conds = list(cond) if isinstance(cond, (list, tuple)) else [cond]
+    _checks.shape("cond", conds[0], (None, None, None), "(N, tokens, D)")
+    _checks.like("uncond", uncond, conds[0], "cond", possessive=True)
     _checks.that(isinstance(guider, Guider) or callable(guider), f"guider must be a Guider or a function rows -> Guider, got {type(guider).__name__}", TypeError)
-    n = cond.shape[0]
+    n = conds[0].shape[0]
     chunk = n if chunk is None else _checks.integer("chunk", chunk, 1)
     size, channels = models.unet.config.sample_size, models.unet.config.in_channels
     if latents is not None:
@@ -220,7 +222,8 @@ def sample_images(
         rows = slice(i, min(i + chunk, n))
         g = guider if isinstance(guider, Guider) else guider(rows)
         lat = None if latents is None else latents[rows]
-        out.append(sampler.sample((rows.stop - rows.start, channels, size, size), cond[rows], uncond[rows], g,
+        c = [x[rows] for x in conds] if len(conds) > 1 else conds[0][rows]
+        out.append(sampler.sample((rows.stop - rows.start, channels, size, size), c, uncond[rows], g,
                                   num_inference_steps, eta=eta, generator=generator, latents=lat,
                                   callback=callback, progress=False))
     return torch.cat(out)
