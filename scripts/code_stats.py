@@ -60,12 +60,20 @@ def _code_lines(source: str) -> set[int]:
     return lines
 
 
-def _is_check_call(node: ast.AST) -> bool:
+def _check_aliases(tree: ast.AST) -> set[str]:
+    """Module-level names bound to a shared check (``_real = _checks.real``): calls to them are
+    checks too, whatever the alias is called."""
+    return {target.id for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Attribute) and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "_checks" for target in node.targets if isinstance(target, ast.Name)}
+
+
+def _is_check_call(node: ast.AST, aliases: frozenset[str] = frozenset()) -> bool:
     if not isinstance(node, ast.Call):
         return False
     func = node.func
     if isinstance(func, ast.Name):
-        return func.id.startswith("_check")
+        return func.id.startswith("_check") or func.id in aliases
     if isinstance(func, ast.Attribute):
         owner = func.value
         return func.attr.startswith("_check") or (isinstance(owner, ast.Name) and owner.id == "_checks")
@@ -80,6 +88,7 @@ def _checking_lines(tree: ast.AST, whole_module: bool, code: set[int]) -> set[in
     if whole_module:
         return set(code)
     lines: set[int] = set()
+    aliases = frozenset(_check_aliases(tree))
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and any(isinstance(s, ast.Raise) for s in node.body):
             lines.update(_span(node))
@@ -89,7 +98,7 @@ def _checking_lines(tree: ast.AST, whole_module: bool, code: set[int]) -> set[in
             lines.update(_span(node))
         elif isinstance(node, ast.stmt) and not isinstance(node, (ast.If, ast.For, ast.While, ast.With,
                                                                   ast.Try, ast.FunctionDef, ast.ClassDef)):
-            if any(_is_check_call(child) for child in ast.walk(node)):
+            if any(_is_check_call(child, aliases) for child in ast.walk(node)):
                 lines.update(_span(node))
     return lines & code
 

@@ -15,11 +15,10 @@ from tutorial_lib.guidance import (
     classifier_log_prob_grad,
     combine_weighted_prompts,
     dynamic_threshold,
-    effective_guidance_scale,
-    in_guidance_interval,
     log_prob_grad,
     rescale_noise_cfg,
 )
+from tutorial_lib.guiders import ClassifierFreeGuidance
 
 torch.set_num_threads(1)
 
@@ -191,13 +190,12 @@ def test_classifier_guided_eps_formula():
 
 # ------------------------------------------------------------ guidance interval
 def test_guidance_interval():
-    assert in_guidance_interval(500, None)
-    assert in_guidance_interval(500, (200, 800)) and in_guidance_interval(200, (200, 800))
-    assert not in_guidance_interval(199, (200, 800)) and not in_guidance_interval(801, (200, 800))
-    assert in_guidance_interval(torch.tensor(300), (200, 800))
-    assert effective_guidance_scale(7.5, 900, (200, 800)) == 1.0
-    assert effective_guidance_scale(7.5, 500, (200, 800)) == 7.5
-    assert effective_guidance_scale(7.5, 0, None) == 7.5
+    # The interval lives in the guider (ClassifierFreeGuidance.active); closed at both ends.
+    assert ClassifierFreeGuidance(7.5).active(500)
+    cfg = ClassifierFreeGuidance(7.5, interval=(200, 800))
+    assert cfg.active(500) and cfg.active(200) and cfg.active(800)
+    assert not cfg.active(199) and not cfg.active(801)
+    assert not ClassifierFreeGuidance(1.0).active(500)  # γ = 1 is the conditional model: nothing to guide
 
 
 # ------------------------------------------------------------------ bad input
@@ -253,10 +251,10 @@ def test_no_silent_broadcasting_and_type_checks():
         classifier_guided_eps(eu, eu, 0.0, 1.0)
     with pytest.raises(ValueError, match="alpha_cumprod_t"):
         classifier_guided_eps(eu, eu, torch.tensor([0.5, 0.5, 0.5]), 1.0)
-    with pytest.raises(ValueError, match="t_lo <= t_hi"):
-        in_guidance_interval(5, (800, 200))
-    with pytest.raises(TypeError, match="guidance_interval"):
-        in_guidance_interval(5, 200)
+    with pytest.raises(ValueError, match="t_low <= t_high"):
+        ClassifierFreeGuidance(7.5, interval=(800, 200))
+    with pytest.raises(ValueError, match="interval"):
+        ClassifierFreeGuidance(7.5, interval=200)
 
 
 def test_bad_classifier_inputs():

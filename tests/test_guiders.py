@@ -330,3 +330,63 @@ def test_classifier_guidance_wrapping_cfg_is_cfg_then_the_gradient_in_epsilon_fo
     expected = eps if ptype == "epsilon" else (eps - (1 - a).sqrt() * x) / a.sqrt()
     assert (out - expected).abs().max() <= 1e-5
     assert (out - pred).abs().max() > 1e-3  # the gradient term is not negligible here
+
+
+def _pag_unet():
+    return ConditionalUNet(UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(False, True),
+                                      num_heads=2, context_dim=8, time_embed_dim=16)).eval()
+
+
+ONCE_PER_CALL = {  # every guider of the package, as the sampler runs it
+    **{name: make for name, (make, _, _) in GUIDERS.items()},
+    "classifier": lambda c: G.ClassifierGuidance(lambda x, t: x.flatten(1)[:, :4], torch.tensor([1, 3]), 2.0,
+                                                 guider=G.ClassifierFreeGuidance(3.0)),
+    "autoguidance": lambda c: G.AutoGuidance(lambda x, t, ctx: 0.5 * x, 2.0),
+    "pag": lambda c: G.PerturbedAttentionGuidance(_pag_unet(), 3.0, guidance_scale=2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(ONCE_PER_CALL))
+def test_a_guiders_checks_run_once_per_sampling_call_not_once_per_step(name, monkeypatch):
+    """Issue 16's bar: after the first step, no shared check (``tutorial_lib._checks``) is called
+    from ``guiders.py`` or ``guidance.py`` — they ran in the constructor, in ``Guider.prepare`` or
+    at step 0. (The denoiser's own boundary checks, e.g. the U-Net's, are not the guider's.)"""
+    import inspect
+    import sys
+
+    from tutorial_lib import _checks
+    from tutorial_lib import guidance as guidance_module
+    from tutorial_lib.sampler import ConditionalDDIMSampler
+
+    late_calls, current = [], {"index": 0}
+
+    def counting(fn):
+        def wrapper(*args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if current["index"] > 0 and caller.endswith(("guiders.py", "guidance.py")):
+                late_calls.append((fn.__name__, current["index"]))
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for fn_name in [n for n, f in vars(_checks).items() if inspect.isfunction(f) and not n.startswith("_")]:
+        monkeypatch.setattr(_checks, fn_name, counting(getattr(_checks, fn_name)))
+    monkeypatch.setattr(guidance_module, "_check_real", counting(guidance_module._check_real))
+    monkeypatch.setattr(guidance_module, "_check_tensor", counting(guidance_module._check_tensor))
+    c1, c2, neg = _contexts(b=2)
+    guider = ONCE_PER_CALL[name]([c1, c2, c2 * 0.5])
+    takes_list = name in ("weighted", "weighted-per-image")
+    unet = getattr(guider, "unet", None)
+    denoiser = unet if unet is not None else _counting_denoiser([])
+    calls_guider = guider.__call__
+
+    class Tracking(type(guider)):  # records the step index the guider is called at
+        def __call__(self, step):
+            current["index"] = step.index
+            return calls_guider(step)
+
+    guider.__class__ = Tracking
+    sampler = ConditionalDDIMSampler(denoiser, NoiseSchedule(num_train_timesteps=100))
+    shape = (2, 3, 8, 8) if unet is not None else (2, 3, 4, 4)
+    sampler.sample(shape, [c1, c2] if takes_list else c1, neg, guider, num_inference_steps=4,
+                   generator=torch.Generator().manual_seed(0), progress=False)
+    assert current["index"] == 3 and late_calls == []

@@ -29,8 +29,6 @@ __all__ = [
     "log_prob_grad",
     "classifier_log_prob_grad",
     "classifier_guided_eps",
-    "in_guidance_interval",
-    "effective_guidance_scale",
 ]
 
 
@@ -152,7 +150,11 @@ def rescale_noise_cfg(
     """
     _check_tensor("noise_cfg", noise_cfg, min_ndim=2)
     _checks.like("noise_pred_text", noise_pred_text, noise_cfg, "noise_cfg", possessive=True)
-    phi = _check_real("guidance_rescale", guidance_rescale, low=0.0, high=1.0)
+    return _rescale_noise_cfg(noise_cfg, noise_pred_text, _check_real("guidance_rescale", guidance_rescale, 0.0, 1.0))
+
+
+def _rescale_noise_cfg(noise_cfg: torch.Tensor, noise_pred_text: torch.Tensor, phi: float) -> torch.Tensor:
+    """:func:`rescale_noise_cfg` without its checks, for the guiders' steps (they checked φ once)."""
     dims = list(range(1, noise_cfg.ndim))
     std_text = noise_pred_text.std(dim=dims, keepdim=True)
     std_cfg = noise_cfg.std(dim=dims, keepdim=True)
@@ -184,7 +186,11 @@ def dynamic_threshold(
     """
     _check_tensor("x0", x0, min_ndim=2)
     ratio = _check_real("ratio", ratio, low=0.0, high=1.0, open_low=True)
-    max_value = _check_real("max_value", max_value, low=1.0)
+    return _dynamic_threshold(x0, ratio, _check_real("max_value", max_value, low=1.0))
+
+
+def _dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """:func:`dynamic_threshold` without its checks, for the sampler's steps (its config checked them)."""
     dtype = x0.dtype
     flat = x0.reshape(x0.shape[0], -1)
     if dtype not in (torch.float32, torch.float64):
@@ -297,32 +303,3 @@ def classifier_guided_eps(
     else:
         a = _check_real("alpha_cumprod_t", alpha_cumprod_t, low=0.0, high=1.0, open_low=True)
     return eps - (1 - a) ** 0.5 * s * grad_log_prob
-
-
-# ------------------------------------------------------------- guidance interval
-def in_guidance_interval(t, interval: tuple[float, float] | None) -> bool:
-    """Whether timestep ``t`` lies in the closed interval [t_lo, t_hi] (``None``: always).
-
-    Kynkäänniemi et al. (2024) apply guidance only in a middle range of noise
-    levels: on ImageNet they found that early (noisy) steps guided hard
-    collapse diversity and late steps gain little. Introduced in notebook 06.
-    """
-    t = _check_real("t", t)
-    if interval is None:
-        return True
-    _checks.that(isinstance(interval, (tuple, list)) and len(interval) == 2, f"guidance_interval must be a (t_lo, t_hi) pair or None, got {interval!r}", TypeError)
-    lo, hi = (_check_real(f"guidance_interval[{i}]", v) for i, v in enumerate(interval))
-    _checks.that(lo <= hi, f"guidance_interval must have t_lo <= t_hi, got ({lo}, {hi})")
-    return lo <= t <= hi
-
-
-def effective_guidance_scale(
-    guidance_scale: float, t, interval: tuple[float, float] | None
-) -> float:
-    """The γ to use at timestep ``t``:  γ inside [t_lo, t_hi], 1 outside.
-
-    γ = 1 means "use the conditional prediction ε_c": ``cfg_combine(ε_u, ε_c, 1) = ε_c``,
-    so the sampler can skip the unconditional pass outside the interval.
-    """
-    gamma = _check_real("guidance_scale", guidance_scale, low=0.0)
-    return gamma if in_guidance_interval(t, interval) else 1.0

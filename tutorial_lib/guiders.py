@@ -28,12 +28,14 @@ Ho & Salimans write ``(1 + w) ε_c − w ε_u``, so ``w = γ − 1``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from . import _checks
-from .guidance import classifier_log_prob_grad, rescale_noise_cfg
+from .guidance import _rescale_noise_cfg as _rescale  # unchecked: the guider checked φ once
+from .guidance import classifier_log_prob_grad
 
 __all__ = [
     "GuidanceStep",
@@ -168,7 +170,20 @@ class GuidanceStep:
 
 
 class Guider:
-    """Base class: ``guider(step) -> guided prediction``; ``reset()`` before each sampling call."""
+    """Base class: ``guider(step) -> guided prediction``; the sampler calls :meth:`prepare` once
+    before the first step of every sampling call, so the steps check nothing."""
+
+    takes_prompt_list = False  # True for a guider of K prompt conditions (a list)
+
+    def uses_negative(self) -> bool:
+        """Whether the steps evaluate the negative / null condition."""
+        return True
+
+    def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
+        """Check that a sampling call's conditions suit this guider, then :meth:`reset`."""
+        _checks.that(self.takes_prompt_list or isinstance(prompt_embeds, torch.Tensor), "this guider takes one prompt_embeds tensor; for several use WeightedPromptsGuidance")
+        _checks.that(negative_prompt_embeds is not None or not self.uses_negative(), "negative_prompt_embeds is required by this guider: pass the encoded empty prompt \"\" (the null condition) or a negative prompt; the sampler never substitutes zeros")
+        self.reset()
 
     def reset(self) -> None:
         """Clear per-sampling state (e.g. APG's momentum). Stateless guiders do nothing."""
@@ -178,13 +193,11 @@ class Guider:
 
 
 def _negative(step: GuidanceStep) -> torch.Tensor:
-    _checks.that(step.negative_prompt_embeds is not None, "negative_prompt_embeds is required by this guider: pass the encoded empty prompt \"\" (the null condition) or a negative prompt; the sampler never substitutes zeros")
-    return step.negative_prompt_embeds
+    return step.negative_prompt_embeds  # present: checked by Guider.prepare
 
 
 def _single(step: GuidanceStep) -> torch.Tensor:
-    _checks.that(not isinstance(step.prompt_embeds, (list, tuple)), "this guider takes one prompt_embeds tensor; for several use WeightedPromptsGuidance")
-    return step.prompt_embeds
+    return step.prompt_embeds  # one tensor: checked by Guider.prepare
 
 
 def _cond_uncond(step: GuidanceStep) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,6 +223,9 @@ class ClassifierFreeGuidance(Guider):
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
         self.interval = _interval(interval)
 
+    def uses_negative(self) -> bool:
+        return self.guidance_scale != 1.0
+
     def active(self, timestep: int) -> bool:
         """Whether guidance applies at ``timestep`` (inside the interval, and γ ≠ 1)."""
         inside = self.interval is None or self.interval[0] <= timestep <= self.interval[1]
@@ -219,7 +235,7 @@ class ClassifierFreeGuidance(Guider):
         """``ε_u + γ (ε_c − ε_u)``, then guidance rescale if φ > 0."""
         pred = pred_uncond + self.guidance_scale * (pred_cond - pred_uncond)
         if self.guidance_rescale > 0:
-            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+            pred = _rescale(pred, pred_cond, self.guidance_rescale)
         return pred
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
@@ -253,15 +269,22 @@ class WeightedPromptsGuidance(Guider):
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
 
+    takes_prompt_list = True
+
+    def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
+        conds = [prompt_embeds] if isinstance(prompt_embeds, torch.Tensor) else list(prompt_embeds)
+        want, got = (conds[0].shape[0], len(conds)), tuple(self.weights.shape)
+        _checks.that(got in (want, want[1:]), f"weights must have shape {want} (batch, prompts), got {got}")
+        super().prepare(prompt_embeds, negative_prompt_embeds)
+
     def combine(self, preds: Sequence[torch.Tensor], pred_uncond: torch.Tensor) -> torch.Tensor:
         """``ε_u + γ Σₖ w_{b,k} (ε_k − ε_u)`` for ``preds`` = ``[ε_1, …, ε_K]``, each ``(B, ...)``."""
         w = self.weights if self.weights.dim() == 2 else self.weights.expand(pred_uncond.shape[0], -1)
-        _checks.that(w.shape == (pred_uncond.shape[0], len(preds)), f"weights must have shape ({pred_uncond.shape[0]}, {len(preds)}) (batch, prompts), got {tuple(w.shape)}")
         w = w.to(pred_uncond).view(*w.shape, *(1,) * (pred_uncond.dim() - 1))
         text = pred_uncond + sum(w[:, k] * (p - pred_uncond) for k, p in enumerate(preds))
         pred = pred_uncond + self.guidance_scale * (text - pred_uncond)
         if self.guidance_rescale > 0:
-            pred = rescale_noise_cfg(pred, text, self.guidance_rescale)
+            pred = _rescale(pred, text, self.guidance_rescale)
         return pred
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
@@ -295,6 +318,17 @@ class ClassifierGuidance(Guider):
         self.classifier, self.labels, self.guider = classifier, labels, guider
         self.classifier_scale = _real("classifier_scale", classifier_scale, 0.0)
 
+    def uses_negative(self) -> bool:
+        return self.guider is not None and self.guider.uses_negative()
+
+    def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
+        batch = (prompt_embeds if isinstance(prompt_embeds, torch.Tensor) else prompt_embeds[0]).shape[0]
+        _checks.shape("labels", self.labels, (batch,))  # one class per image
+        if self.guider is not None:
+            self.guider.prepare(prompt_embeds, negative_prompt_embeds)  # the inner guider's rules
+        else:
+            super().prepare(prompt_embeds, negative_prompt_embeds)
+
     def reset(self) -> None:
         if self.guider is not None:
             self.guider.reset()
@@ -309,8 +343,19 @@ class ClassifierGuidance(Guider):
         if self.classifier_scale == 0:
             return pred
         t = torch.full((step.sample.shape[0],), step.timestep, dtype=torch.long, device=step.sample.device)
-        grad = classifier_log_prob_grad(self.classifier, step.sample, t, self.labels.to(step.sample.device))
+        labels = self.labels.to(step.sample.device)
+        if step.index == 0:  # checked once per call: the classifier's logits and the labels' range
+            grad = classifier_log_prob_grad(self.classifier, step.sample, t, labels)
+        else:
+            grad = self._grad_log_prob(step.sample, t, labels)
         return step.from_epsilon(self.combine(step.to_epsilon(pred), grad, step.alpha_cumprod))
+
+    def _grad_log_prob(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``classifier_log_prob_grad`` without its checks, which the first step ran."""
+        with torch.enable_grad():
+            x = x_t.detach().requires_grad_(True)
+            log_p = torch.log_softmax(self.classifier(x, t), dim=-1).gather(1, labels.long()[:, None])
+            return torch.autograd.grad(log_p.sum(), x)[0]
 
 
 # --------------------------------------------------------------------------- after CFG
@@ -368,7 +413,7 @@ class AdaptiveProjectedGuidance(Guider):
         self.eta = _real("eta", eta)
         self.norm_threshold = _real("norm_threshold", norm_threshold, 0.0)
         self.momentum = None if momentum is None else _real("momentum", momentum)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
         _checks.one_of("space", space, self.SPACES)
         self.use_original_formulation = _checks.boolean("use_original_formulation", use_original_formulation)
         self.space, self._running = space, None
@@ -392,7 +437,7 @@ class AdaptiveProjectedGuidance(Guider):
         update = (v0 - parallel).to(diff.dtype) + self.eta * parallel.to(diff.dtype)
         pred = (pred_cond if self.use_original_formulation else pred_uncond) + self.guidance_scale * update
         if self.guidance_rescale > 0:
-            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+            pred = _rescale(pred, pred_cond, self.guidance_rescale)
         return pred
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
@@ -417,7 +462,7 @@ class ClassifierFreeZeroStarGuidance(Guider):
     def __init__(self, guidance_scale: float = 7.5, zero_init_steps: int = 1, guidance_rescale: float = 0.0):
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.zero_init_steps = _checks.integer("zero_init_steps", zero_init_steps, 0)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0)
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
 
     def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor, index: int) -> torch.Tensor:
         if index < self.zero_init_steps:
@@ -428,7 +473,7 @@ class ClassifierFreeZeroStarGuidance(Guider):
             scaled = pred_uncond * s_star.view(-1, *(1,) * (pred_cond.dim() - 1))
             pred = scaled + self.guidance_scale * (pred_cond - scaled)
         if self.guidance_rescale > 0:
-            pred = rescale_noise_cfg(pred, pred_cond, self.guidance_rescale)
+            pred = _rescale(pred, pred_cond, self.guidance_rescale)
         return pred
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
@@ -456,6 +501,9 @@ class AutoGuidance(Guider):
         self.weak_denoiser = _checks.function("weak_denoiser", weak_denoiser, "(x_t, t, context)")
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
 
+    def uses_negative(self) -> bool:
+        return False
+
     def combine(self, pred_cond: torch.Tensor, pred_weak: torch.Tensor) -> torch.Tensor:
         return pred_weak + self.guidance_scale * (pred_cond - pred_weak)
 
@@ -473,30 +521,35 @@ def perturbed_self_attention(unet: torch.nn.Module, layers: Sequence[str] | None
     U-Net's code is untouched); ``layers`` are module names of ``unet.named_modules()``
     (default: the middle block's self-attention, as PAG's default on SD's mid block).
     """
-    from contextlib import contextmanager
+    return _identity_attention(_self_attention_layers(unet, layers))
 
+
+def _self_attention_layers(unet: torch.nn.Module, layers: Sequence[str] | None) -> list[torch.nn.Module]:
+    """The U-Net's self-attention modules named by ``layers`` (checked), in order."""
     from .attention import SelfAttention
 
     found = {name: m for name, m in unet.named_modules() if isinstance(m, SelfAttention)}
     names = list(layers) if layers is not None else [n for n in found if n.startswith("mid")]
     missing = [n for n in names if n not in found]
     _checks.that(names and not missing, f"layers must name self-attention modules of the U-Net, one of {sorted(found)}; got {missing or names}")
+    return [found[n] for n in names]
+
+
+@contextmanager
+def _identity_attention(modules: Sequence[torch.nn.Module]):
+    """Hook ``modules`` (self-attention) so each token attends only to itself, while inside."""
 
     def identity_attention(module, args, output):
         x = args[0]
         out = module.to_out(module.to_v(module.norm(x)))  # each token attends only to itself
         return x + out if module.residual else out
 
-    @contextmanager
-    def hooked():
-        handles = [found[n].register_forward_hook(identity_attention) for n in names]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
-    return hooked()
+    handles = [m.register_forward_hook(identity_attention) for m in modules]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class PerturbedAttentionGuidance(Guider):
@@ -518,9 +571,12 @@ class PerturbedAttentionGuidance(Guider):
     def __init__(self, unet: torch.nn.Module, perturbed_guidance_scale: float = 3.0, guidance_scale: float = 1.0,
                  layers: Sequence[str] | None = None):
         self.unet, self.layers = unet, layers
-        perturbed_self_attention(unet, layers)  # validates the layer names now, not at the first step
+        self._modules = _self_attention_layers(unet, layers)  # the names checked once, here
         self.perturbed_guidance_scale = _real("perturbed_guidance_scale", perturbed_guidance_scale, 0.0)
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+
+    def uses_negative(self) -> bool:
+        return self.guidance_scale != 1.0
 
     def combine(self, pred_cond, pred_perturbed, pred_uncond=None) -> torch.Tensor:
         if pred_uncond is None:
@@ -530,7 +586,7 @@ class PerturbedAttentionGuidance(Guider):
 
     def __call__(self, step: GuidanceStep) -> torch.Tensor:
         cond = step.predict(_single(step))
-        with perturbed_self_attention(self.unet, self.layers):
+        with _identity_attention(self._modules):
             perturbed = step.predict(_single(step))
         uncond = step.predict(_negative(step)) if self.guidance_scale != 1.0 else None
         return self.combine(cond, perturbed, uncond)

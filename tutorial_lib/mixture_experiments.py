@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 import torch
 
 from . import _checks
-from .guidance import cfg_combine, effective_guidance_scale
 from .guiders import ClassifierFreeGuidance
 from .mixture import (
     GaussianMixture,
@@ -85,26 +84,26 @@ def ddpm_coefficients(schedule: Any, device: torch.device, dtype: torch.dtype) -
 
 
 def _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents):
-    """The checks of :func:`ddpm_sample`, once before the loop: ``(shape, guidance_scale)``."""
+    """The checks of :func:`ddpm_sample`, once before the loop: ``(shape, the CFG guider)``."""
     _checks.that(getattr(denoiser, "prediction_type", "epsilon") == "epsilon", "ddpm_sample supports epsilon-prediction denoisers only")
     shape = _checks.sizes("shape (B, *sample_shape)", shape, min_dims=2)
     _checks.that(_checks.tensor("prompt_embeds", prompt_embeds).shape[0] == shape[0], f"prompt_embeds must have batch size {shape[0]}, got {prompt_embeds.shape[0]}")
-    guidance_scale = _checks.real("guidance_scale", guidance_scale, low=0.0)
-    null_ok = guidance_scale == 1.0 or isinstance(negative_prompt_embeds, torch.Tensor) and negative_prompt_embeds.shape == prompt_embeds.shape
+    guider = ClassifierFreeGuidance(guidance_scale, interval=guidance_interval)  # checks γ and the interval
+    null_ok = guider.guidance_scale == 1.0 or isinstance(negative_prompt_embeds, torch.Tensor) and negative_prompt_embeds.shape == prompt_embeds.shape
     _checks.that(null_ok, "negative_prompt_embeds (the null condition, a tensor of prompt_embeds' shape) is required when guidance_scale != 1")
-    effective_guidance_scale(guidance_scale, 0, guidance_interval)  # checks the interval
     _checks.that(latents is None or isinstance(latents, torch.Tensor) and tuple(latents.shape) == shape, f"latents must be a tensor of shape {shape}")
-    return shape, guidance_scale
+    return shape, guider
 
 
 def _guided_eps(denoiser, x: torch.Tensor, t: int, prompt_embeds: torch.Tensor, both: torch.Tensor | None,
-                gamma: float) -> torch.Tensor:
-    """ε̃ at timestep ``t``: the conditional ε when γ = 1, else CFG on the doubled batch, one call."""
+                guider: ClassifierFreeGuidance) -> torch.Tensor:
+    """ε̃ at timestep ``t``: the conditional ε where the guider does not guide (γ = 1 or outside
+    its interval), else its CFG combination of the doubled batch, one call."""
     B, device = x.shape[0], x.device
-    if gamma == 1.0:
+    if not guider.active(t):
         return denoiser(x, torch.full((B,), t, dtype=torch.long, device=device), prompt_embeds)
     out = denoiser(torch.cat([x, x]), torch.full((2 * B,), t, dtype=torch.long, device=device), both)
-    return cfg_combine(out[:B], out[B:], gamma)
+    return guider.combine(out[B:], out[:B])
 
 
 @torch.no_grad()
@@ -124,7 +123,7 @@ def ddpm_sample(
 
     Introduced in notebook 06. At every training timestep ``t = T-1 ... 0``, with
     the guided ε̃ = ε_u + γ(ε_c − ε_u)
-    (``cfg_combine``; γ = 1 outside ``guidance_interval``):
+    (``ClassifierFreeGuidance.combine``; γ = 1 outside ``guidance_interval``):
 
         x̂_0 = (x_t − √(1 − ᾱ_t) ε̃) / √ᾱ_t,
         x_{t−1} = √ᾱ_{t−1} β_t / (1 − ᾱ_t) · x̂_0 + √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · x_t + σ̃_t z,
@@ -156,7 +155,7 @@ def ddpm_sample(
     Returns:
         x_0, ``shape``, in the embeddings' dtype.
     """
-    shape, guidance_scale = _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents)
+    shape, guider = _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents)
     dtype = prompt_embeds.dtype if prompt_embeds.is_floating_point() else torch.float32
     device = prompt_embeds.device
     k = ddpm_coefficients(schedule, device, dtype)
@@ -165,11 +164,10 @@ def ddpm_sample(
         x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     else:
         x = latents.to(device=device, dtype=dtype)
-    both = torch.cat([negative_prompt_embeds, prompt_embeds]) if guidance_scale != 1.0 else None
+    both = torch.cat([negative_prompt_embeds, prompt_embeds]) if guider.guidance_scale != 1.0 else None
     traj = [x] if return_intermediates else None
     for t in range(T - 1, -1, -1):
-        eps = _guided_eps(denoiser, x, t, prompt_embeds, both,
-                          effective_guidance_scale(guidance_scale, t, guidance_interval))
+        eps = _guided_eps(denoiser, x, t, prompt_embeds, both, guider)
         x0 = (x - k.sqrt_1mab[t] * eps) / k.sqrt_ab[t]  # predicted x_0
         z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         x = k.coef_x0[t] * x0 + k.coef_xt[t] * x + k.sigma[t] * z  # posterior mean + beta-tilde noise

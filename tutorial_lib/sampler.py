@@ -51,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks
-from .guidance import dynamic_threshold
+from .guidance import _dynamic_threshold as dynamic_threshold  # unchecked: SamplerConfig checked its options
 from .guiders import CFG_MODES, ClassifierFreeGuidance, GuidanceStep, Guider
 from .schedule import PREDICTION_TYPES, TIMESTEP_SPACINGS, NoiseSchedule
 
@@ -269,7 +269,7 @@ class ConditionalDDIMSampler:
         _checks.function("callback", callback, "(step_index, t, x_prev, pred_x0)", optional=True)
         x = self._initial_latents(latents, shape, generator, ref)
 
-        guider.reset()
+        guider.prepare(prompt_embeds, negative_prompt_embeds)  # its checks, once per call
         if hasattr(callback, "start"):
             callback.start(x)
         steps = timesteps.tolist()
