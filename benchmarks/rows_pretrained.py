@@ -11,7 +11,7 @@
   ≤ 14.3 units.
 - the same, counted from after ``import torch`` (every notebook pays that import anyway).
   Budget: 1.5 s at 140 ms/unit, i.e. ≤ 10.7 units.
-- the first access to ``models.tokenizer`` (imports ``transformers``' tokenizer, ~1 s).
+- the first access to ``models.tokenizer`` (builds CLIP's ``tokenizers`` backend; no ``transformers`` import).
 - the same call again in that process, after the imports (what a notebook pays when it
   loads the models a second time).
 
@@ -83,8 +83,8 @@ def rows() -> list[dict]:
             "name": "first models.tokenizer access",
             "value": round(med["tokenizer"], 3),
             "unit": "s",
-            "note": "same processes: imports transformers' CLIPTokenizer (not its modeling code) and "
-            "reads the vendored vocabulary; paid once, at the first prompt",
+            "note": "same processes: builds CLIPBPETokenizer (CLIPTokenizer's tokenizers backend, no "
+            "transformers import) from the vendored vocabulary; paid once, at the first prompt",
         },
         {
             "name": "load_pretrained() again, after the imports",

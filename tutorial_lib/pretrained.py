@@ -275,10 +275,10 @@ class PretrainedModels:
     """The shipped models, in eval mode. Introduced in notebook 00.
 
     Attributes:
-        tokenizer: the real CLIP BPE tokenizer (``transformers.CLIPTokenizer``, 77 tokens),
-            loaded on first access (importing ``transformers``' tokenizer costs ~1 s, so
-            ``load_pretrained()`` does not pay it until a prompt is tokenised); assign
-            ``models.tokenizer = ...`` to use another one.
+        tokenizer: the real CLIP BPE tokenizer (77 tokens) as
+            :class:`~tutorial_lib.clip_tokenizer.CLIPBPETokenizer`: ``transformers.CLIPTokenizer``'s
+            own ``tokenizers`` backend, without the ~1.2 s ``transformers`` import (same ids,
+            tested); loaded on first access. Assign ``models.tokenizer = ...`` to use another one.
         text_encoder: the small CLIP text encoder trained jointly with the U-Net, a
             :class:`~tutorial_lib.clip_text.CLIPTextEncoder` (the course's own implementation,
             tested equal to ``transformers.CLIPTextModel``, same parameter names).
@@ -304,10 +304,11 @@ class PretrainedModels:
 
     @functools.cached_property
     def tokenizer(self):
-        """``load_clip_tokenizer()``, loaded once, on first access."""
-        from .text import load_clip_tokenizer
+        """The CLIP tokenizer, loaded once, on first access: :class:`~tutorial_lib.clip_tokenizer.CLIPBPETokenizer`,
+        ``transformers.CLIPTokenizer``'s own backend without importing ``transformers`` (same ids, tested)."""
+        from .clip_tokenizer import CLIPBPETokenizer
 
-        return load_clip_tokenizer()
+        return CLIPBPETokenizer()
 
     @torch.no_grad()
     def encode(self, prompts, negative_prompts=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,12 +380,12 @@ def load_pretrained(
 
     No ``transformers`` import: the text encoder is built as the course's
     :class:`~tutorial_lib.clip_text.CLIPTextEncoder` (same parameter names as
-    ``transformers.CLIPTextModel``, tested equal to it), and the tokenizer
-    (``transformers.CLIPTokenizer``, ~0.9 s to import) is loaded on the first access to
-    ``models.tokenizer`` (``encode``/``generate`` do that). Measured on the course's
-    2-core CPU: in a fresh process with ``torch`` already imported (every notebook has),
-    a call takes ~0.4 s, plus ~0.9 s at the first tokenizer access; a second call in the
-    same process ~0.08 s (``make bench`` reports all three).
+    ``transformers.CLIPTextModel``, tested equal to it), and the tokenizer (``CLIPTokenizer``'s
+    ``tokenizers`` backend, :class:`~tutorial_lib.clip_tokenizer.CLIPBPETokenizer`) is built on
+    the first access to ``models.tokenizer`` (``encode``/``generate`` do that). Measured on the
+    course's 2-core CPU: in a fresh process with ``torch`` already imported (every notebook has),
+    a call takes ~0.4 s, plus ~0.2 s at the first tokenizer access; a second call in the same
+    process ~0.08 s (``make bench`` reports all three).
     """
     from .clip_text import CLIPTextEncoder, CLIPTextModelConfig
     from .schedule import NoiseSchedule

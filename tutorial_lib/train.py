@@ -352,12 +352,12 @@ def train_denoiser(
     ``cfg.batch_size`` is the global batch, split over the processes; only rank 0
     writes files.
     """
-    from .text import load_clip_tokenizer
+    from .clip_tokenizer import CLIPBPETokenizer  # CLIPTokenizer's ids without importing transformers
 
     ctx = distributed.setup()
     out_dir, end = start_run(cfg, out_dir, max_steps)
     run = _DenoiserRun(cfg, ctx)
-    tokens = _Tokens(load_clip_tokenizer())
+    tokens = _Tokens(CLIPBPETokenizer())
     if resume:
         run.resume(out_dir / "checkpoint.pt")
     if ctx.is_main:
