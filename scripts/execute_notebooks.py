@@ -49,6 +49,22 @@ def strip_widget_views(nb: nbformat.NotebookNode) -> int:
     return dropped
 
 
+def coalesce_streams(nb: nbformat.NotebookNode) -> None:
+    """Merge each cell's consecutive stdout (or stderr) outputs into one, in place: how many pieces a
+    cell's prints arrive in depends on the machine's speed, and a stored notebook should not."""
+    for cell in nb.cells:
+        merged = []
+        for out in cell.get("outputs", []):
+            prev = merged[-1] if merged else None
+            if out.output_type == "stream" and prev is not None and prev.output_type == "stream" \
+                    and prev.name == out.name:
+                prev.text += out.text
+            else:
+                merged.append(out)
+        if "outputs" in cell:
+            cell.outputs = merged
+
+
 def execute(path: Path, timeout: int = 300) -> float:
     """Execute one notebook in place with the current interpreter's kernel; return seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -59,6 +75,7 @@ def execute(path: Path, timeout: int = 300) -> float:
     client.execute()
     elapsed = time.perf_counter() - start
     strip_widget_views(nb)
+    coalesce_streams(nb)
     nbformat.write(nb, path)
     return elapsed
 

@@ -51,21 +51,21 @@ def test_resblock_shapes_and_time_changes_output_once_trained():
     assert not torch.allclose(blk(x, torch.ones(2, 6)), blk(x, -torch.ones(2, 6)))
 
 
-@pytest.mark.parametrize("in_ch,out_ch", [(8, 16), (16, 8), (8, 8)])
-def test_conditioned_resblock_in_ne_out_channels(in_ch, out_ch):
+@pytest.mark.parametrize("in_channels,out_channels", [(8, 16), (16, 8), (8, 8)])
+def test_conditioned_resblock_in_ne_out_channels(in_channels, out_channels):
     """The seed reshaped with the input channel count; in != out must work here."""
     torch.manual_seed(0)
-    blk = ConditionedResBlock(in_ch, out_ch, time_dim=6, context_dim=12, num_heads=2,
+    blk = ConditionedResBlock(in_channels, out_channels, time_dim=6, context_dim=12, num_heads=2,
                               num_groups=4).eval()
-    x = torch.randn(2, in_ch, 3, 5, generator=_gen())  # H != W catches transposes
+    x = torch.randn(2, in_channels, 3, 5, generator=_gen())  # H != W catches transposes
     temb, ctx = torch.randn(2, 6, generator=_gen(1)), torch.randn(2, 4, 12, generator=_gen(2))
     out = blk(x, temb, ctx)
-    assert out.shape == (2, out_ch, 3, 5)
+    assert out.shape == (2, out_channels, 3, 5)
     # the same computation written out token by token
     h = blk.resblock(x, temb)
-    tokens = h.permute(0, 2, 3, 1).reshape(2, 15, out_ch)  # (B, H*W, C), row-major
+    tokens = h.permute(0, 2, 3, 1).reshape(2, 15, out_channels)  # (B, H*W, C), row-major
     tokens = blk.ff(blk.cross_attn(blk.self_attn(tokens), ctx))
-    expected = tokens.reshape(2, 3, 5, out_ch).permute(0, 3, 1, 2)
+    expected = tokens.reshape(2, 3, 5, out_channels).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -92,7 +92,7 @@ def test_block_errors():
         blk(x, temb, torch.randn(1, 3, 12))
     with pytest.raises(TypeError, match="context must be a torch.Tensor"):
         blk(x, temb, None)
-    with pytest.raises(ValueError, match="num_groups=3 must divide in_ch=8"):
+    with pytest.raises(ValueError, match="num_groups=3 must divide in_channels=8"):
         ResBlock(8, 8, 6, num_groups=3)
 
 

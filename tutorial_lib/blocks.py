@@ -37,28 +37,28 @@ class ResBlock(nn.Module):
         h = Conv_1(SiLU(GN(x))),   h = Conv_2(Drop(SiLU(AdaGN(h, SiLU(τ))))),   y = skip(x) + h
 
     where τ is the time embedding and ``skip`` is a 1×1 conv when
-    ``in_ch != out_ch`` (identity otherwise). Introduced in notebook 04, which also runs
+    ``in_channels != out_channels`` (identity otherwise). Introduced in notebook 04, which also runs
     diffusers' ``ResnetBlock2D``: Stable Diffusion's block replaces the AdaGN line by
     GN(h + W SiLU(τ)), a per-channel bias.
 
-    Shapes: ``x`` ``(B, in_ch, H, W)``, ``time_emb`` ``(B, time_dim)`` ->
-    ``(B, out_ch, H, W)``. ``forward`` does not check them: its owner, a
+    Shapes: ``x`` ``(B, in_channels, H, W)``, ``time_emb`` ``(B, time_dim)`` ->
+    ``(B, out_channels, H, W)``. ``forward`` does not check them: its owner, a
     :class:`ConditionedResBlock`, has.
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, time_dim: int, dropout: float = 0.0, num_groups: int = 8
+        self, in_channels: int, out_channels: int, time_dim: int, dropout: float = 0.0, num_groups: int = 8
     ):
         super().__init__()
-        self.in_ch, self.out_ch = _checks.positive("in_ch", in_ch), _checks.positive("out_ch", out_ch)
+        self.in_channels, self.out_channels = _checks.positive("in_channels", in_channels), _checks.positive("out_channels", out_channels)
         self.time_dim = _checks.positive("time_dim", time_dim)
-        _checks.that(in_ch % num_groups == 0, f"num_groups={num_groups} must divide in_ch={in_ch}")
-        self.norm1 = nn.GroupNorm(num_groups, in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.norm2 = AdaptiveGroupNorm(out_ch, time_dim, num_groups)  # time -> scale, shift
+        _checks.that(in_channels % num_groups == 0, f"num_groups={num_groups} must divide in_channels={in_channels}")
+        self.norm1 = nn.GroupNorm(num_groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = AdaptiveGroupNorm(out_channels, time_dim, num_groups)  # time -> scale, shift
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -95,18 +95,18 @@ class ConditionedResBlock(nn.Module):
     Introduced in notebook 04. The attention part is a transformer block over the
     ``H*W`` pixel tokens, each sub-layer a pre-norm residual:
 
-    1. ``h = ResBlock(x, time_emb)``, ``(B, out_ch, H, W)``;
-    2. ``tokens = h.flatten(2).transpose(1, 2)``, ``(B, H*W, out_ch)``;
+    1. ``h = ResBlock(x, time_emb)``, ``(B, out_channels, H, W)``;
+    2. ``tokens = h.flatten(2).transpose(1, 2)``, ``(B, H*W, out_channels)``;
     3. ``tokens = SelfAttention(tokens)``  (pixels look at each other);
     4. ``tokens = CrossAttention(tokens, context, key_padding_mask)`` (pixels read words);
     5. ``tokens = FeedForward(tokens)``;
-    6. back to ``(B, out_ch, H, W)`` -- with the *output* channel count.
+    6. back to ``(B, out_channels, H, W)`` -- with the *output* channel count.
 
     Args:
-        in_ch, out_ch: channels in and out.
+        in_channels, out_channels: channels in and out.
         time_dim: width of the time embedding.
         context_dim: width of the text embeddings.
-        num_heads: attention heads (must divide ``out_ch`` unless ``head_dim`` is given).
+        num_heads: attention heads (must divide ``out_channels`` unless ``head_dim`` is given).
         dropout: dropout in the ResBlock, attention and feed-forward.
         use_attention: False turns the block into a plain ResBlock (used at high
             resolution where ``(H W)²`` attention is too expensive); ``context``
@@ -115,15 +115,15 @@ class ConditionedResBlock(nn.Module):
         head_dim: optional explicit head width.
         ff_mult: hidden width multiplier of the feed-forward.
 
-    ``forward(x (B, in_ch, H, W), time_emb (B, time_dim), context (B, N, context_dim),
-    key_padding_mask (B, N) bool True=keep or None) -> (B, out_ch, H, W)`` checks its inputs
+    ``forward(x (B, in_channels, H, W), time_emb (B, time_dim), context (B, N, context_dim),
+    key_padding_mask (B, N) bool True=keep or None) -> (B, out_channels, H, W)`` checks its inputs
     once for all its layers, unless ``validate=False`` (the U-Net, which has checked them).
     """
 
     def __init__(
         self,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         time_dim: int,
         context_dim: int,
         num_heads: int = 4,
@@ -134,14 +134,14 @@ class ConditionedResBlock(nn.Module):
         ff_mult: int = 4,
     ):
         super().__init__()
-        self.in_ch, self.out_ch = in_ch, out_ch
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.context_dim = _checks.positive("context_dim", context_dim)
         self.use_attention = bool(use_attention)
-        self.resblock = ResBlock(in_ch, out_ch, time_dim, dropout, num_groups)
+        self.resblock = ResBlock(in_channels, out_channels, time_dim, dropout, num_groups)
         if self.use_attention:
-            self.self_attn = SelfAttention(out_ch, num_heads, head_dim, dropout)
-            self.cross_attn = CrossAttention(out_ch, context_dim, num_heads, head_dim, dropout)
-            self.ff = FeedForward(out_ch, ff_mult, dropout)
+            self.self_attn = SelfAttention(out_channels, num_heads, head_dim, dropout)
+            self.cross_attn = CrossAttention(out_channels, context_dim, num_heads, head_dim, dropout)
+            self.ff = FeedForward(out_channels, ff_mult, dropout)
 
     def forward(
         self,
@@ -153,25 +153,25 @@ class ConditionedResBlock(nn.Module):
     ) -> torch.Tensor:
         if validate:
             self._check_inputs(x, time_emb, context, key_padding_mask)
-        h = self.resblock(x, time_emb)  # (B, out_ch, H, W)
+        h = self.resblock(x, time_emb)  # (B, out_channels, H, W)
         if not self.use_attention:
             return h
-        b, c, height, width = h.shape  # c == out_ch, not in_ch (the classic bug)
-        tokens = h.flatten(2).transpose(1, 2)  # (B, H*W, out_ch)
+        b, c, height, width = h.shape  # c == out_channels, not in_channels (the classic bug)
+        tokens = h.flatten(2).transpose(1, 2)  # (B, H*W, out_channels)
         tokens = self.self_attn(tokens, validate=False)  # checked above, once for every layer
         tokens = self.cross_attn(tokens, context, key_padding_mask, validate=False)
         tokens = self.ff(tokens)
         return tokens.transpose(1, 2).reshape(b, c, height, width)
 
     def _check_inputs(self, x, time_emb, context, key_padding_mask) -> None:
-        _checks.shape("x", x, (None, self.in_ch, None, None), f"(B, in_ch={self.in_ch}, H, W)")
+        _checks.shape("x", x, (None, self.in_channels, None, None), f"(B, in_channels={self.in_channels}, H, W)")
         _checks.shape("time_emb", time_emb, (x.shape[0], self.resblock.time_dim), "(B, time_dim)")
         _checks.shape("context", context, (x.shape[0], None, self.context_dim), "(B, N, context_dim)")
         if key_padding_mask is not None:
             _check_key_padding_mask(key_padding_mask, x.shape[0], context.shape[1])
 
     def extra_repr(self) -> str:
-        return f"in_ch={self.in_ch}, out_ch={self.out_ch}, use_attention={self.use_attention}"
+        return f"in_channels={self.in_channels}, out_channels={self.out_channels}, use_attention={self.use_attention}"
 
 
 class Downsample(nn.Module):

@@ -36,7 +36,15 @@ def clip_backend(directory: Path = CLIP_TOKENIZER_DIR):
     """The ``tokenizers.Tokenizer`` that ``transformers.CLIPTokenizer`` builds from ``directory``'s
     ``vocab.json`` and ``merges.txt`` (the same model, normaliser, pre-tokenizer, post-processor
     and decoder, in the same order)."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import BPE
 
     vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))

@@ -153,13 +153,13 @@ class PaintDenoiser(nn.Module):
         self.time = TimestepMLP(32, channels)
         ramp = torch.linspace(-1, 1, size)
         self.register_buffer("coords", torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"))[None])
-        in_ch = 3 + 2
+        in_channels = 3 + 2
         if paradigm == "concat":
             self.concat = ConcatConditioning(token_dim)
-            in_ch = self.concat.out_channels(in_ch)
+            in_channels = self.concat.out_channels(in_channels)
         if paradigm == "adagn":
             self.cond_proj = nn.Linear(token_dim, channels)
-        self.conv_in = nn.Conv2d(in_ch, channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.norms = nn.ModuleList(AdaptiveGroupNorm(channels, channels, 8) for _ in range(2))
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(2))
         if paradigm == "cross_attention":

@@ -352,7 +352,7 @@ def train_denoiser(
     ``cfg.batch_size`` is the global batch, split over the processes; only rank 0
     writes files.
     """
-    from .clip_tokenizer import CLIPBPETokenizer  # CLIPTokenizer's ids without importing transformers
+    from .clip_tokenizer import CLIPBPETokenizer  # CLIPTokenizer's ids, no transformers import
 
     ctx = distributed.setup()
     out_dir, end = start_run(cfg, out_dir, max_steps)

@@ -36,9 +36,9 @@ def _map_cases() -> list[Case]:
         return tokens, torch.zeros(b, c_in, height, width)
 
     return [
-        Case("in_ch = out_ch = 4, 3x5 map", make(2, 4, 4, 3, 5)),
-        Case("in_ch 8 -> out_ch 4 (a block that narrows), 4x4 map", make(2, 8, 4, 4, 4)),
-        Case("in_ch 2 -> out_ch 6, 2x3 map", make(1, 2, 6, 2, 3)),
+        Case("in_channels = out_channels = 4, 3x5 map", make(2, 4, 4, 3, 5)),
+        Case("in_channels 8 -> out_channels 4 (a block that narrows), 4x4 map", make(2, 8, 4, 4, 4)),
+        Case("in_channels 2 -> out_channels 6, 2x3 map", make(1, 2, 6, 2, 3)),
     ]
 
 
