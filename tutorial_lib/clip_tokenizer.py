@@ -103,16 +103,18 @@ class CLIPBPETokenizer:
         keywords that only affect warnings are ignored)."""
         texts = [text] if isinstance(text, str) else list(text)
         length = max_length or self.model_max_length
-        ids = [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
-        specials = 2 if add_special_tokens else 0
+        # The backend truncates (keeping room for the start/end ids its post-processor adds) and pads,
+        # as transformers configures it for these arguments; reset afterwards so it holds no state.
         if truncation:
-            ids = [row[: length - specials] for row in ids]  # HF's "longest_first" on one sequence
-        if add_special_tokens:
-            ids = [[BOS_TOKEN_ID, *row, EOS_TOKEN_ID] for row in ids]
-        mask = [[1] * len(row) for row in ids]
+            self.backend.enable_truncation(length)
         if padding == "max_length":
-            mask = [m + [0] * (length - len(m)) for m in mask]
-            ids = [row + [EOS_TOKEN_ID] * (length - len(row)) for row in ids]
+            self.backend.enable_padding(length=length, pad_id=EOS_TOKEN_ID, pad_token=EOS)
+        try:
+            encodings = self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        finally:
+            self.backend.no_truncation()
+            self.backend.no_padding()
+        ids, mask = [e.ids for e in encodings], [e.attention_mask for e in encodings]
         if return_tensors == "pt":
             ids, mask = torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
         elif isinstance(text, str):

@@ -262,14 +262,14 @@ class WeightedPromptsGuidance(Guider):
             ε_u + Σₖ w_{b,k} (ε_k − ε_u) (the single-prompt ε_c's analogue).
     """
 
+    takes_prompt_list = True
+
     def __init__(self, weights, guidance_scale: float = 7.5, guidance_rescale: float = 0.0):
         w = torch.as_tensor(weights, dtype=torch.float32)
         _checks.that(w.dim() in (1, 2) and w.numel() and torch.isfinite(w).all(), f"weights must be K finite floats or a (B, K) tensor, got shape {tuple(w.shape)}")
         self.weights = w
         self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
         self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
-
-    takes_prompt_list = True
 
     def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
         conds = [prompt_embeds] if isinstance(prompt_embeds, torch.Tensor) else list(prompt_embeds)
@@ -588,7 +588,7 @@ class PerturbedAttentionGuidance(Guider):
         cond = step.predict(_single(step))
         with _identity_attention(self._modules):
             perturbed = step.predict(_single(step))
-        uncond = step.predict(_negative(step)) if self.guidance_scale != 1.0 else None
+        uncond = step.predict(_negative(step)) if self.uses_negative() else None
         return self.combine(cond, perturbed, uncond)
 
 

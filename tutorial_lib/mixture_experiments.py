@@ -89,7 +89,7 @@ def _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, g
     shape = _checks.sizes("shape (B, *sample_shape)", shape, min_dims=2)
     _checks.that(_checks.tensor("prompt_embeds", prompt_embeds).shape[0] == shape[0], f"prompt_embeds must have batch size {shape[0]}, got {prompt_embeds.shape[0]}")
     guider = ClassifierFreeGuidance(guidance_scale, interval=guidance_interval)  # checks γ and the interval
-    null_ok = guider.guidance_scale == 1.0 or isinstance(negative_prompt_embeds, torch.Tensor) and negative_prompt_embeds.shape == prompt_embeds.shape
+    null_ok = not guider.uses_negative() or isinstance(negative_prompt_embeds, torch.Tensor) and negative_prompt_embeds.shape == prompt_embeds.shape
     _checks.that(null_ok, "negative_prompt_embeds (the null condition, a tensor of prompt_embeds' shape) is required when guidance_scale != 1")
     _checks.that(latents is None or isinstance(latents, torch.Tensor) and tuple(latents.shape) == shape, f"latents must be a tensor of shape {shape}")
     return shape, guider
@@ -164,7 +164,7 @@ def ddpm_sample(
         x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     else:
         x = latents.to(device=device, dtype=dtype)
-    both = torch.cat([negative_prompt_embeds, prompt_embeds]) if guider.guidance_scale != 1.0 else None
+    both = torch.cat([negative_prompt_embeds, prompt_embeds]) if guider.uses_negative() else None
     traj = [x] if return_intermediates else None
     for t in range(T - 1, -1, -1):
         eps = _guided_eps(denoiser, x, t, prompt_embeds, both, guider)

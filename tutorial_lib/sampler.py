@@ -51,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks
-from .guidance import _dynamic_threshold as dynamic_threshold  # unchecked: SamplerConfig was
+from .guidance import _dynamic_threshold as dynamic_threshold  # unchecked: SamplerConfig checks
 from .guiders import CFG_MODES, ClassifierFreeGuidance, GuidanceStep, Guider
 from .schedule import PREDICTION_TYPES, TIMESTEP_SPACINGS, NoiseSchedule
 
