@@ -66,6 +66,9 @@ def test_load_pretrained_returns_eval_models(tiny_models):
     x = m.generate(["a red circle"], guider=ClassifierFreeGuidance(2.0), num_inference_steps=2,
                    generator=torch.Generator().manual_seed(0))
     assert x.shape == (1, 3, 16, 16) and torch.isfinite(x).all()
+    x_T = torch.randn((1, 3, 16, 16), generator=torch.Generator().manual_seed(0))  # the sampler's first draw
+    same = m.generate(["a red circle"], guider=ClassifierFreeGuidance(2.0), num_inference_steps=2, latents=x_T)
+    assert torch.equal(same, x)
 
 
 def test_text_encoder_is_the_course_class_and_the_tokenizer_loads_on_first_access(tiny_models):

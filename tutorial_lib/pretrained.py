@@ -327,11 +327,12 @@ class PretrainedModels:
     @torch.no_grad()
     def generate(self, prompts, negative_prompts=None, guider=None, num_inference_steps: int = 25,
                  generator: torch.Generator | None = None, callback=None, cfg_mode: str = "auto",
-                 progress: bool = False) -> torch.Tensor:
+                 progress: bool = False, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Text to images ``(B, 3, H, W)`` with the course's DDIM sampler.
 
-        ``guider`` defaults to ``ClassifierFreeGuidance(3.0)``; ``callback`` and ``cfg_mode`` are
-        the sampler's. Images are unclamped (values a little outside [−1, 1] are possible)."""
+        ``guider`` defaults to ``ClassifierFreeGuidance(3.0)``; ``callback``, ``cfg_mode`` and
+        ``latents`` (x_T, else drawn with ``generator``) are the sampler's. Images are unclamped
+        (values a little outside [−1, 1] are possible)."""
         from .guiders import ClassifierFreeGuidance
 
         if isinstance(prompts, str):
@@ -341,7 +342,7 @@ class PretrainedModels:
         return self.sampler(cfg_mode=cfg_mode).sample(
             (len(prompts), self.unet.config.in_channels, size, size), cond, uncond,
             guider if guider is not None else ClassifierFreeGuidance(3.0),
-            num_inference_steps, generator=generator, callback=callback, progress=progress,
+            num_inference_steps, generator=generator, latents=latents, callback=callback, progress=progress,
         )
 
 
