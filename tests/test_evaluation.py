@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -398,3 +399,10 @@ def test_wilson_interval_known_values_and_edges():
         wilson_interval(1, 2.0)
     with pytest.raises(ValueError, match="confidence"):
         wilson_interval(1, 2, 1.0)
+
+
+def test_load_committed_reads_every_committed_result():
+    from tutorial_lib.evaluation import RESULTS_DIR, load_committed
+
+    for name in ("results.json", "results_scenes.json", "results_guiders.json", "results_a1111.json"):
+        assert load_committed(name) == json.loads((RESULTS_DIR / name).read_text())

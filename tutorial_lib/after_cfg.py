@@ -18,7 +18,6 @@ describe for a smaller or less trained network.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from . import metrics, scenes
-from .evaluation import OUT_OF_RANGE_LIMIT, sample_images, scene_scores
+from .evaluation import OUT_OF_RANGE_LIMIT, RESULTS_DIR, load_committed, sample_images, scene_scores
 from .guiders import (
     AdaptiveProjectedGuidance,
     AutoGuidance,
@@ -43,7 +42,6 @@ from .utils import torch_threads
 __all__ = ["RESULTS_DIR", "committed_rows", "reference_floor", "paper_apg", "scene_guiders", "compare_on_scenes", "weaker_mixture", "mixture_guiders", "sample_mixture",
            "mixture_target", "energy_distance", "mixture_report"]
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
 # the plain-CFG variants of evaluate_scenes.py, under the names the chapter uses
 _SCENES_VARIANTS = {"plain": "cfg", "rescale": "cfg_rescale", "dynamic": "cfg_dynamic_threshold",
@@ -63,9 +61,8 @@ def committed_rows(results_dir: Path | str = RESULTS_DIR) -> list[dict]:
     ``autoguidance``, ``pag_unconditional``, ``cfg_5_steps``, … from ``results_guiders.json``.
     Both were run on the same 512 captions and the same initial noise, so rows compare directly.
     """
-    results_dir = Path(results_dir)
-    scenes = json.loads((results_dir / "results_scenes.json").read_text())
-    guiders = json.loads((results_dir / "results_guiders.json").read_text())
+    scenes = load_committed("results_scenes.json", results_dir)
+    guiders = load_committed("results_guiders.json", results_dir)
     steps = scenes["config"]["steps"]
     rows = [_row(_SCENES_VARIANTS[p["variant"]], p["guidance_scale"], steps, p)
             for p in scenes["points"] if p["captions"] == "full"]
@@ -209,5 +206,4 @@ def _fidelity(mixture: GaussianMixture, x: torch.Tensor, c: int) -> float:
 def reference_floor(results_dir: Path | str = RESULTS_DIR) -> float:
     """The Fréchet distance between two independent real sets of the full captions (the noise
     floor of the committed sweeps: what "equal to the data" looks like at N = 512)."""
-    scenes_results = json.loads((Path(results_dir) / "results_scenes.json").read_text())
-    return scenes_results["reference"]["full"]["frechet_distance"]
+    return load_committed("results_scenes.json", results_dir)["reference"]["full"]["frechet_distance"]

@@ -19,7 +19,6 @@ the notebook runs a small live version of each, labelled with its n.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 from . import _checks
 from .a1111 import MinUncondGuidance, encode_prompt_with_emphasis
-from .evaluation import sample_images, wilson_interval
+from .evaluation import RESULTS_DIR, load_committed, sample_images, wilson_interval
 from .guiders import ClassifierFreeGuidance, WeightedPromptsGuidance
 from .scenes import (
     KINDS,
@@ -41,15 +40,13 @@ from .scenes import (
 __all__ = ["committed_results", "reading", "two_object_scenes", "object_found", "second_objects", "emphasised_captions", "generate",
            "min_uncond_rows", "emphasis_rows", "negative_prompt_without_uncond"]
 
-#: Where ``make eval-a1111`` writes ``results_a1111.json`` (the repository's ``docs/``).
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
 
 def committed_results(results_dir: str | Path = RESULTS_DIR) -> dict:
     """The committed N = 256 run of ``scripts/evaluate_a1111.py``: ``{"config", "sigmas",
     "reference", "min_uncond": [row, ...], "emphasis": [row, ...]}`` (rows as returned by
     :func:`min_uncond_rows` and :func:`emphasis_rows`)."""
-    return json.loads((Path(results_dir) / "results_a1111.json").read_text())
+    return load_committed("results_a1111.json", results_dir)
 
 
 def _versus(row: dict, base: dict, key: str, pct: bool = True) -> str:

@@ -30,9 +30,11 @@ scale.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -58,6 +60,8 @@ __all__ = [
     "wilson_interval",
     "scene_scores",
     "free_attribute_values",
+    "RESULTS_DIR",
+    "load_committed",
 ]
 
 #: The attributes the judge scores, in the order of :data:`tutorial_lib.shapes.ATTRIBUTES`.
@@ -68,6 +72,17 @@ OUT_OF_RANGE_LIMIT = 1.05
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+#: The repository's ``docs/``, where the ``make eval*`` targets commit their results.
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs"
+
+
+def load_committed(name: str = "results.json", results_dir: str | Path = RESULTS_DIR) -> dict:
+    """A committed ``make eval*`` result of ``docs/`` (``results.json``, ``results_scenes.json``,
+    ``results_guiders.json``, ``results_a1111.json``): read, never recomputed. A notebook that
+    shows one labels it as committed (its n, steps and date are in the file's ``config``)."""
+    return json.loads((Path(results_dir) / name).read_text())
 
 
 _check_images = _checks.floats  # a floating-point tensor of at least min_ndim dims
