@@ -6,11 +6,13 @@
 - ``load_pretrained()`` in a fresh Python process: seconds from before the first import to
   the loaded models (interpreter start-up excluded), median of 5 processes; split into
   ``import torch`` and the rest (the course's modules and the load itself; no
-  ``transformers`` import: the text encoder is the course's own ``CLIPTextEncoder`` and the
-  tokenizer is loaded on first access). Budget: 2 s on a machine whose unit is 140 ms, i.e.
-  ≤ 14.3 units.
-- the same, counted from after ``import torch`` (every notebook pays that import anyway).
-  Budget: 1.5 s at 140 ms/unit, i.e. ≤ 10.7 units.
+  ``transformers`` or ``sympy`` import: the text encoder is the course's own
+  ``CLIPTextEncoder``, built on the meta device without meta-device ops that import sympy,
+  and the tokenizer is loaded on first access). Bar (issue 15): < 2 s on the course's 2-core
+  CPU. No budget in units: ``import torch`` is most of it (about 1.4 s there, some 15 units)
+  and it is loading shared libraries, which does not scale with the unit's workload.
+- the same, counted from after ``import torch`` (every notebook pays that import anyway):
+  the part the course controls. Budget: 0.5 s at 140 ms/unit, i.e. ≤ 3.6 units.
 - the first access to ``models.tokenizer`` (builds CLIP's ``tokenizers`` backend; no ``transformers`` import).
 - the same call again in that process, after the imports (what a notebook pays when it
   loads the models a second time).
@@ -28,8 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET_UNITS = 2.0 / 0.140
-AFTER_TORCH_BUDGET_UNITS = 1.5 / 0.140
+AFTER_TORCH_BUDGET_UNITS = 0.5 / 0.140
 PROCESSES = 5
 PROGRAM = """
 import json, time
@@ -66,10 +67,9 @@ def rows() -> list[dict]:
             "name": "load_pretrained() in a fresh process",
             "value": round(med["total"], 3),
             "unit": "s",
-            "budget_units": round(BUDGET_UNITS, 1),
             "note": f"median of {len(runs)} processes, first import to loaded models: import torch "
             f"{med['torch']:.2f} s, the rest (course modules + verify + build) {med['rest']:.2f} s; "
-            "budget 2 s at 140 ms/unit",
+            "bar < 2 s on the course's 2-core CPU (import torch does not scale with the unit)",
         },
         {
             "name": "load_pretrained() after import torch",
@@ -77,7 +77,7 @@ def rows() -> list[dict]:
             "unit": "s",
             "budget_units": round(AFTER_TORCH_BUDGET_UNITS, 1),
             "note": "same processes, torch already imported (as in every notebook); no transformers "
-            "import; budget 1.5 s at 140 ms/unit",
+            "or sympy import; budget 0.5 s at 140 ms/unit",
         },
         {
             "name": "first models.tokenizer access",

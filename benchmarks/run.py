@@ -22,7 +22,8 @@ kind of small-batch CPU computation, so a budget in units is the same claim on a
 on a slow machine, and a row that is over budget here is over budget there.
 
 Budgets (reported, never enforced in CI): each notebook ≤ 400 units, the whole course
-≤ 2,000 units; ``load_pretrained()`` in a fresh process ≤ 14.3 units (2 s at 140 ms/unit).
+≤ 2,000 units; ``load_pretrained()`` after ``import torch`` ≤ 3.6 units (0.5 s at 140 ms/unit;
+the fresh-process time, mostly ``import torch``, is reported in seconds).
 
 Widget rows. After a notebook's cells, one extra snippet runs in the same kernel (its time
 is not added to the notebook's): it calls ``.refresh()`` twice on every figure that

@@ -191,6 +191,9 @@ def test_load_pretrained_and_a_prompt_do_not_import_transformers_modeling_code()
         "m = load_pretrained()\n"
         "assert 'transformers.modeling_utils' not in sys.modules, 'load_pretrained'\n"
         "assert 'torch._dynamo' not in sys.modules, 'load_pretrained imported torch._dynamo'\n"
+        "assert 'sympy' not in sys.modules, 'load_pretrained imported sympy (a meta-device op?)'\n"
+        "m = load_pretrained(world='scenes')\n"
+        "assert 'sympy' not in sys.modules, 'load_pretrained(world=scenes) imported sympy'\n"
         "m.encode(['a red circle'])\n"
         "assert 'transformers.modeling_utils' not in sys.modules, 'encode'\n"
     )

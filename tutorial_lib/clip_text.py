@@ -113,7 +113,9 @@ class CLIPTextEmbeddings(nn.Module):
         v, p, d = config.vocab_size, config.max_position_embeddings, config.hidden_size
         self.token_embedding = nn.Embedding(v, d, _weight=torch.empty(v, d))
         self.position_embedding = nn.Embedding(p, d, _weight=torch.empty(p, d))
-        positions = torch.arange(config.max_position_embeddings).expand((1, -1))
+        # On the CPU even inside a meta-device context: `arange` on meta imports sympy (~0.6 s),
+        # and `.to(device)` moves the buffer with the module.
+        positions = torch.arange(p, device="cpu").expand((1, -1))
         self.register_buffer("position_ids", positions, persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

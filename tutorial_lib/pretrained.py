@@ -253,21 +253,7 @@ def _build(module_fn, state: dict[str, torch.Tensor], source: Path, device) -> t
         module.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
         raise AssetVerificationError(f"{source} does not match its config: {e}") from None
-    _materialise_buffers(module)
     return module.to(device).eval().requires_grad_(False)
-
-
-def _materialise_buffers(module: torch.nn.Module) -> None:
-    """Recreate the non-persistent buffers left on the meta device (CLIP's ``position_ids``)."""
-    for name, buf in list(module.named_buffers()):
-        if not buf.is_meta:
-            continue
-        owner_name, _, attr = name.rpartition(".")
-        owner = module.get_submodule(owner_name)
-        if attr == "position_ids":
-            owner.register_buffer(attr, torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
-        else:
-            raise RuntimeError(f"cannot materialise the buffer {name!r} of {type(module).__name__}")
 
 
 @dataclass
