@@ -40,9 +40,6 @@ def _load_code_stats():
 code_stats = _load_code_stats()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 17 still open: argument checking is 10.4 % of the package "
-                   "(606 of 5821 lines on 2026-12-03, calls to aliases of _checks functions counted), "
-                   "the bar is 10 %; an xfail that passes says the bar is met")
 def test_argument_checking_is_at_most_a_tenth_of_the_package():
     stats = code_stats.package_stats(PACKAGE)
     checking = sum(s.checking for s in stats)

@@ -388,6 +388,25 @@ def test_ddpm_sample_is_the_course_sampler_with_eta_1_and_all_steps():
             assert float((ours - course).abs().max()) < tol
 
 
+def test_ddpm_sample_rejects_bad_input_with_the_samplers_messages():
+    m = mixture_2d_shared_class()
+    cond, null = m.condition_context(2, 4, F64), m.condition_context(None, 4, F64)
+    oracle = OracleDenoiser(m, SHORT)
+    cases = [
+        (dict(shape=(3, 2)), "batch size"),
+        (dict(negative_prompt_embeds=None), "negative_prompt_embeds is required"),
+        (dict(negative_prompt_embeds=null[:2]), "negative_prompt_embeds must have the shape of prompt_embeds"),
+        (dict(negative_prompt_embeds=null.float()), "negative_prompt_embeds must have the dtype of prompt_embeds"),
+        (dict(latents=torch.zeros(4, 3, dtype=F64)), "latents must be a tensor of shape"),
+        (dict(guidance_scale=-1.0), "guidance_scale must be >= 0"),
+    ]
+    for change, message in cases:
+        kwargs = dict(shape=(4, 2), prompt_embeds=cond, negative_prompt_embeds=null, guidance_scale=3.0) | change
+        with pytest.raises((ValueError, TypeError), match=message):
+            ddpm_sample(oracle, SHORT, generator=gen(0), **kwargs)
+    assert ddpm_sample(oracle, SHORT, (4, 2), cond, None, 1.0, generator=gen(0)).shape == (4, 2)  # γ = 1: no null
+
+
 def _check_moments(x: torch.Tensor, m: GaussianMixture, c: int, k: float = 4.0) -> None:
     """Mean and variance of each coordinate within k standard errors of the exact values."""
     n = x.shape[0]

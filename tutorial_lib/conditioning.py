@@ -47,14 +47,14 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
     Args:
         t: timesteps of shape ``(B,)``, integer or float.
-        dim: embedding width.
+        dim: embedding width, a positive int (``SinusoidalTimeEmbedding`` checks it once,
+            not on every forward).
         max_period: the longest period; controls the lowest frequency.
 
     Returns:
         A float32 tensor of shape ``(B, dim)`` on ``t``'s device.
     """
     _checks.shape("t", t, (None,), "(B,)")
-    dim = _checks.positive("dim", dim)
     half = dim // 2
     exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
     freqs = torch.exp(exponent / half)  # (half,)
@@ -133,7 +133,7 @@ class ConcatConditioning(nn.Module):
 
     def out_channels(self, in_channels: int) -> int:
         """The channel count after concatenation: ``in_channels + cond_dim``."""
-        return _checks.positive("in_channels", in_channels) + self.cond_dim
+        return in_channels + self.cond_dim
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         _checks.shape("x", x, (None,) * 4, "(B, C, H, W)")

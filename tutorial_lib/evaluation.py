@@ -325,7 +325,6 @@ def guidance_sweep(
     _checks.that(isinstance(gammas, Sequence) and gammas, f"gammas must be a non-empty sequence of guidance scales, got {gammas!r}", TypeError)
     gammas = [_checks.real(f"gammas[{i}]", g, low=0.0) for i, g in enumerate(gammas)]
     n_per_prompt, steps = _checks.integer("n_per_prompt", n_per_prompt, 1), _checks.integer("steps", steps, 1)
-    _checks.instance("generator", generator, (torch.Generator, type(None)), "a torch.Generator or None")
     labels_p = _prompt_labels(prompts, generator)
     P = labels_p["colour"].shape[0]
     labels = {a: v.repeat_interleave(n_per_prompt) for a, v in labels_p.items()}

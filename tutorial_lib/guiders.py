@@ -175,6 +175,11 @@ class Guider:
 
     takes_prompt_list = False  # True for a guider of K prompt conditions (a list)
 
+    def __init__(self, guidance_scale: float = 1.0, guidance_rescale: float = 0.0):
+        """γ ≥ 0 and φ ∈ [0, 1] (used by the guiders that rescale), checked here for every guider."""
+        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
+
     def uses_negative(self) -> bool:
         """Whether the steps evaluate the negative / null condition."""
         return True
@@ -219,8 +224,7 @@ class ClassifierFreeGuidance(Guider):
     """
 
     def __init__(self, guidance_scale: float = 7.5, guidance_rescale: float = 0.0, interval=None):
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
+        super().__init__(guidance_scale, guidance_rescale)
         self.interval = _interval(interval)
 
     def uses_negative(self) -> bool:
@@ -268,8 +272,7 @@ class WeightedPromptsGuidance(Guider):
         w = torch.as_tensor(weights, dtype=torch.float32)
         _checks.that(w.dim() in (1, 2) and w.numel() and torch.isfinite(w).all(), f"weights must be K finite floats or a (B, K) tensor, got shape {tuple(w.shape)}")
         self.weights = w
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
+        super().__init__(guidance_scale, guidance_rescale)
 
     def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
         conds = [prompt_embeds] if isinstance(prompt_embeds, torch.Tensor) else list(prompt_embeds)
@@ -322,8 +325,7 @@ class ClassifierGuidance(Guider):
         return self.guider is not None and self.guider.uses_negative()
 
     def prepare(self, prompt_embeds, negative_prompt_embeds) -> None:
-        batch = (prompt_embeds if isinstance(prompt_embeds, torch.Tensor) else prompt_embeds[0]).shape[0]
-        _checks.shape("labels", self.labels, (batch,))  # one class per image
+        # labels' shape (one class per image) and range: checked at step 0, with the logits
         if self.guider is not None:
             self.guider.prepare(prompt_embeds, negative_prompt_embeds)  # the inner guider's rules
         else:
@@ -409,13 +411,12 @@ class AdaptiveProjectedGuidance(Guider):
     def __init__(self, guidance_scale: float = 7.5, eta: float = 1.0, norm_threshold: float = 15.0,
                  momentum: float | None = None, guidance_rescale: float = 0.0, space: str = "prediction",
                  use_original_formulation: bool = False):
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        super().__init__(guidance_scale, guidance_rescale)
         self.eta = _real("eta", eta)
         self.norm_threshold = _real("norm_threshold", norm_threshold, 0.0)
         self.momentum = None if momentum is None else _real("momentum", momentum)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
         _checks.one_of("space", space, self.SPACES)
-        self.use_original_formulation = _checks.boolean("use_original_formulation", use_original_formulation)
+        self.use_original_formulation = bool(use_original_formulation)
         self.space, self._running = space, None
 
     def reset(self) -> None:
@@ -460,9 +461,8 @@ class ClassifierFreeZeroStarGuidance(Guider):
     """
 
     def __init__(self, guidance_scale: float = 7.5, zero_init_steps: int = 1, guidance_rescale: float = 0.0):
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        super().__init__(guidance_scale, guidance_rescale)
         self.zero_init_steps = _checks.integer("zero_init_steps", zero_init_steps, 0)
-        self.guidance_rescale = _real("guidance_rescale", guidance_rescale, 0.0, 1.0)
 
     def combine(self, pred_cond: torch.Tensor, pred_uncond: torch.Tensor, index: int) -> torch.Tensor:
         if index < self.zero_init_steps:
@@ -499,7 +499,7 @@ class AutoGuidance(Guider):
 
     def __init__(self, weak_denoiser: Callable, guidance_scale: float = 2.0):
         self.weak_denoiser = _checks.function("weak_denoiser", weak_denoiser, "(x_t, t, context)")
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        super().__init__(guidance_scale)
 
     def uses_negative(self) -> bool:
         return False
@@ -573,7 +573,7 @@ class PerturbedAttentionGuidance(Guider):
         self.unet, self.layers = unet, layers
         self._modules = _self_attention_layers(unet, layers)  # the names checked once, here
         self.perturbed_guidance_scale = _real("perturbed_guidance_scale", perturbed_guidance_scale, 0.0)
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        super().__init__(guidance_scale)
 
     def uses_negative(self) -> bool:
         return self.guidance_scale != 1.0
@@ -611,7 +611,7 @@ class PerpNegGuidance(Guider):
         ok = isinstance(negative_embeds, torch.Tensor) and negative_embeds.dim() == 3
         _checks.that(ok, "negative_embeds must be a (B, 77, D) tensor (the encoded negative prompt)")
         self.negative_embeds = negative_embeds
-        self.guidance_scale = _real("guidance_scale", guidance_scale, 0.0)
+        super().__init__(guidance_scale)
         self.negative_scale = _real("negative_scale", negative_scale, 0.0)
 
     def combine(self, pred_cond, pred_uncond, pred_negative) -> torch.Tensor:

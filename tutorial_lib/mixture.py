@@ -106,9 +106,7 @@ def _alphas_cumprod_of(schedule: Any) -> torch.Tensor:
     """``schedule.alphas_cumprod`` as a float64 tensor ``(T,)``; accepts any object that has it."""
     ac = getattr(NoiseSchedule() if schedule is None else schedule, "alphas_cumprod", None)
     _checks.that(ac is not None, f"schedule must have `alphas_cumprod` (a NoiseSchedule), got {type(schedule).__name__}", TypeError)
-    ac = torch.as_tensor(ac).detach().to(torch.float64).reshape(-1)
-    _checks.that(ac.numel() >= 1 and bool(((ac > 0) & (ac <= 1)).all()), "schedule.alphas_cumprod must be non-empty, in (0, 1]")
-    return ac
+    return torch.as_tensor(ac).detach().to(torch.float64).reshape(-1)  # in (0, 1]: NoiseSchedule checks its betas
 
 
 def _broadcast_flat(name: str, value: torch.Tensor, batch: tuple[int, ...]) -> torch.Tensor:

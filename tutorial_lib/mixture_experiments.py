@@ -84,13 +84,13 @@ def ddpm_coefficients(schedule: Any, device: torch.device, dtype: torch.dtype) -
 
 
 def _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents):
-    """The checks of :func:`ddpm_sample`, once before the loop: ``(shape, the CFG guider)``."""
+    """The checks of :func:`ddpm_sample`, once before the loop (the sampler's own): ``(shape, the CFG guider)``."""
     _checks.that(getattr(denoiser, "prediction_type", "epsilon") == "epsilon", "ddpm_sample supports epsilon-prediction denoisers only")
     shape = _checks.sizes("shape (B, *sample_shape)", shape, min_dims=2)
-    _checks.that(_checks.tensor("prompt_embeds", prompt_embeds).shape[0] == shape[0], f"prompt_embeds must have batch size {shape[0]}, got {prompt_embeds.shape[0]}")
     guider = ClassifierFreeGuidance(guidance_scale, interval=guidance_interval)  # checks γ and the interval
-    null_ok = not guider.uses_negative() or isinstance(negative_prompt_embeds, torch.Tensor) and negative_prompt_embeds.shape == prompt_embeds.shape
-    _checks.that(null_ok, "negative_prompt_embeds (the null condition, a tensor of prompt_embeds' shape) is required when guidance_scale != 1")
+    negative = negative_prompt_embeds if guider.uses_negative() else None  # the null condition, when used
+    _checks.conditions(prompt_embeds, negative, batch_size=shape[0])  # shapes, dtypes, devices, finite
+    guider.prepare(prompt_embeds, negative_prompt_embeds)  # one tensor; the null condition when γ ≠ 1
     _checks.that(latents is None or isinstance(latents, torch.Tensor) and tuple(latents.shape) == shape, f"latents must be a tensor of shape {shape}")
     return shape, guider
 

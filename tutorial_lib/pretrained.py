@@ -213,19 +213,25 @@ def _read_files(directory: Path, names, verify: bool) -> dict[str, bytes]:
     return data
 
 
-def _json_of(directory: Path, files: dict[str, bytes], name: str) -> dict:
+def _bytes_of(directory: Path, files: dict[str, bytes], name: str) -> bytes:
+    """The bytes ``_read_files`` read for ``name``; a missing file (left out when not verifying) is named."""
     _checks.that(name in files, f"{directory / name} is missing", AssetVerificationError)
+    return files[name]
+
+
+def _json_of(directory: Path, files: dict[str, bytes], name: str) -> dict:
+    data = _bytes_of(directory, files, name)
     try:
-        return json.loads(files[name])
+        return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AssetVerificationError(f"{directory / name} is not valid JSON: {e}") from None
 
 
 def _weights_of(directory: Path, files: dict[str, bytes], name: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file's bytes (each owns its memory: nothing maps the file)."""
-    _checks.that(name in files, f"{directory / name} is missing", AssetVerificationError)
+    data = _bytes_of(directory, files, name)
     try:
-        return load_safetensors(files[name])
+        return load_safetensors(data)
     except Exception as e:  # safetensors raises its own error types
         raise AssetVerificationError(f"{directory / name} could not be read as safetensors: {e}") from None
 

@@ -52,7 +52,6 @@ from . import _checks
 from .shapes import (
     _BG_JITTER,
     _COLOUR_JITTER,
-    _GENERATOR,
     ATTRIBUTES,
     BACKGROUND_RGB,
     COLOURS_RGB,
@@ -121,7 +120,6 @@ def _relations_of(cells: torch.Tensor, generator) -> torch.Tensor:
 def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Draw ``n`` scenes: caption kind, object count, cells, attributes and relation."""
     n = _checks.integer("n", n, 0)
-    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     kind = torch.multinomial(torch.tensor(KIND_PROBS), n, replacement=True, generator=generator)
     two_or_three = 2 + torch.randint(2, (n,), generator=generator)
     count = torch.where(kind == 0, 1, torch.where(kind == 1, 2, two_or_three))
@@ -176,7 +174,6 @@ def render(
     """
     n = _check_labels(labels)
     size = _check_size(size)
-    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
 
     def rand(*shape):
         return torch.rand(*shape, generator=generator) * 2 - 1 if jitter else torch.zeros(*shape)
@@ -274,7 +271,6 @@ def partial_captions(
         (False in empty slots and for every size in a ``count`` caption).
     """
     n = _check_labels(labels)
-    _checks.instance("generator", generator, _GENERATOR, "a torch.Generator or None")
     p_partial, p_drop = _checks.real("p_partial", p_partial, 0.0, 1.0), _checks.real("p_drop", p_drop, 0.0, 1.0)
     partial = (torch.rand(n, generator=generator) < p_partial).view(-1, 1)
     present = labels["cell"] >= 0

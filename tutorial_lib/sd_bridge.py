@@ -180,7 +180,7 @@ def sd_components(prefer_real: bool = True, seed: int = 0, sample_size: int = 8)
     """``(components, is_real)``: :func:`load_sd_components`'s real weights when they are on disk
     (and ``prefer_real``), else :func:`tiny_sd_components` ``(seed, sample_size)`` and ``False``.
     Call ``load_sd_components()`` itself to see why the real ones did not load."""
-    if _checks.boolean("prefer_real", prefer_real):
+    if prefer_real:
         try:
             return load_sd_components(), True
         except SDWeightsNotAvailableError:

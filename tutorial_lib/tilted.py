@@ -166,8 +166,7 @@ def tilted_target(
         why = "gamma = 0" if gamma == 0.0 else "p(x|c) = p(x)"
         return TiltedTarget(gamma, c, mixture=mixture, exact_class=None, method=f"exact: p(x) ({why})")
     grid_size = _checks.integer("grid_size", (4096 if mixture.dim == 1 else 400) if grid_size is None else grid_size, 8)
-    margin = _checks.real("margin", margin)
-    _checks.that(margin > 0, f"margin must be positive, got {margin}")
+    margin = _checks.real("margin", margin, low=0.0, open_low=True)
     return _grid_target(mixture, c, gamma, grid_size, margin)
 
 
