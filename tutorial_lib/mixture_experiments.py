@@ -84,7 +84,8 @@ def ddpm_coefficients(schedule: Any, device: torch.device, dtype: torch.dtype) -
 
 
 def _check_ddpm_inputs(denoiser, shape, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_interval, latents):
-    """The checks of :func:`ddpm_sample`, once before the loop (the sampler's own): ``(shape, the CFG guider)``."""
+    """The checks of :func:`ddpm_sample`, once before the loop, through the sampler's own
+    (``_checks.conditions``, ``Guider.prepare``): returns ``(shape, the CFG guider)``."""
     _checks.that(getattr(denoiser, "prediction_type", "epsilon") == "epsilon", "ddpm_sample supports epsilon-prediction denoisers only")
     shape = _checks.sizes("shape (B, *sample_shape)", shape, min_dims=2)
     guider = ClassifierFreeGuidance(guidance_scale, interval=guidance_interval)  # checks γ and the interval

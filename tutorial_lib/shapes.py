@@ -110,9 +110,6 @@ def _check_size(size) -> int:
     return size
 
 
-# Every draw takes an explicit `generator` (or None); torch's own draw rejects anything else.
-
-
 def sample_labels(n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Draw ``n`` label sets uniformly: a dict ``attribute -> (n,) long tensor``."""
     n = _checks.integer("n", n, 0)
